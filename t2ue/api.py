@@ -1,0 +1,74 @@
+"""The public functions promised to users: noise_from_text, apply_noise, protect."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .budget import parse_epsilon, project_linf
+from .images import apply_noise, load_image
+from .noise_model import NoiseModel
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
+
+__all__ = ["noise_from_text", "apply_noise", "protect", "load_noise_model", "DEFAULT_MODEL_DIR"]
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str) -> NoiseModel:
+    return NoiseModel.from_pretrained(path)
+
+
+def load_noise_model(model: str | os.PathLike | NoiseModel = "default") -> NoiseModel:
+    """A noise model from ``"default"`` (bundled), a folder, or an already loaded instance."""
+    if isinstance(model, NoiseModel):
+        return model
+    path = DEFAULT_MODEL_DIR if str(model) == "default" else Path(model)
+    if not (path / "noise_model.json").is_file():
+        if str(model) == "default":
+            raise FileNotFoundError(f"the bundled noise model is missing from {path}; reinstall t2ue")
+        raise FileNotFoundError(f"{path}: not a noise model folder (expected noise_model.json)")
+    return _load_cached(str(path.resolve()))
+
+
+def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | None = 224,
+                    model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
+                    epsilon: float | str | None = None) -> torch.Tensor:
+    """Protective noise for each description: float32 (N, 3, H, W), every value within +-epsilon.
+
+    ``size`` is the output size (``None`` keeps the model's resolution); ``epsilon`` rescales the
+    model's noise to another budget (default: the model's own, 8/255 for the bundled model).
+    The same text and seed always give the same noise, wherever the text stands in the batch.
+    """
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise ValueError("give at least one description")
+    if any(not t.strip() for t in texts):
+        raise ValueError("descriptions must not be empty")
+    noise_model = load_noise_model(model)
+    noise = noise_model.generate(texts, seed=seed, mode=mode)
+    bound = noise_model.epsilon
+    if epsilon is not None:
+        target = parse_epsilon(epsilon)
+        noise = noise * (target / bound)
+        bound = target
+    if size is not None:
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if tuple(noise.shape[-2:]) != size:
+            shrinking = size[0] < noise.shape[-2] or size[1] < noise.shape[-1]
+            noise = F.interpolate(noise, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    return project_linf(noise, bound).float().contiguous()
+
+
+def protect(image_or_path: Image.Image | str | os.PathLike, text: str, *,
+            model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
+            epsilon: float | str | None = None) -> Image.Image:
+    """A protected copy of a photo (same size and mode) from its description; the original is untouched."""
+    image = image_or_path if isinstance(image_or_path, Image.Image) else load_image(image_or_path).image
+    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon)
+    return apply_noise(image, noise[0])

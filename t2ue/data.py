@@ -1,0 +1,277 @@
+"""Image-text sets: the built-in offline sets and the user's own CSV / JSONL files.
+
+Built-in sets come from Debian packages (``dataset-fashion-mnist``, ``openclipart-png`` and
+``openclipart-svg``). They are decoded once into a small ``.npz`` cache at a fixed square size.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import re
+import struct
+import subprocess
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+OPENCLIPART_DIR = Path("/usr/share/openclipart")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+                         "bag", "ankle boot")
+FASHION_TEMPLATES = ("a photo of a {}", "a black and white photo of a {}", "a product photo of a {}",
+                     "a small grey picture of a {}", "a catalogue image of a {}")
+DEBIAN_PACKAGES = {"fashion-mnist": ["dataset-fashion-mnist"], "openclipart": ["openclipart-png", "openclipart-svg"]}
+BUILTIN = tuple(DEBIAN_PACKAGES)
+
+
+@dataclass
+class ImageTextSet:
+    """Images (N, H, W, 3) uint8 or paths, one caption each, optional integer labels."""
+
+    images: np.ndarray | list[Path]
+    captions: list[str]
+    labels: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+    name: str = "custom"
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def subset(self, indices: np.ndarray | list[int]) -> ImageTextSet:
+        indices = np.asarray(indices, dtype=np.int64)
+        images = self.images[indices] if isinstance(self.images, np.ndarray) else [self.images[i] for i in indices]
+        labels = None if self.labels is None else self.labels[indices]
+        return ImageTextSet(images, [self.captions[i] for i in indices], labels, self.class_names, self.name,
+                            dict(self.meta))
+
+
+class PairDataset(Dataset):
+    """Torch view of an :class:`ImageTextSet`: (pixels in [0, 1] at ``size``, caption, index)."""
+
+    def __init__(self, data: ImageTextSet, size: int):
+        self.data, self.size = data, size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        image = self.data.images[index]
+        if not isinstance(image, np.ndarray):
+            image = _square_rgb(Image.open(image), self.size)
+        elif image.shape[0] != self.size:
+            image = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        return pixels, self.data.captions[index], index
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("T2UE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "t2ue")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def ensure_debian_packages(name: str) -> None:
+    """Install a built-in set's Debian packages if missing (root only); otherwise say how."""
+    root = FASHION_MNIST_DIR if name == "fashion-mnist" else OPENCLIPART_DIR / "svg"
+    if root.is_dir() and (name == "fashion-mnist" or (OPENCLIPART_DIR / "png").is_dir()):
+        return
+    packages = DEBIAN_PACKAGES[name]
+    command = ["apt-get", "install", "-y", "-q", *packages]
+    if os.environ.get("T2UE_AUTO_INSTALL", "1") == "1" and hasattr(os, "geteuid") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
+        if subprocess.run(command, capture_output=True).returncode == 0:
+            return
+    raise FileNotFoundError(f"the built-in set {name!r} needs the Debian packages {' '.join(packages)}: "
+                            f"run `sudo {' '.join(command)}` (or `make data`)")
+
+
+def _square_rgb(image: Image.Image, size: int) -> np.ndarray:
+    """Flatten transparency onto white, pad to a square and resize to ``size``."""
+    image = image.convert("RGBA")
+    canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    canvas.alpha_composite(image)
+    image = canvas.convert("RGB")
+    side = max(image.size)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    return np.asarray(square.resize((size, size), Image.LANCZOS))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    ndim = data[3]
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_fashion_mnist(size: int = 64, seed: int = 0) -> ImageTextSet:
+    """All 70 000 Fashion-MNIST images as RGB at ``size``; captions from class names and templates."""
+    cache = cache_dir() / f"fashion-mnist-{size}.npz"
+    if not cache.exists():
+        ensure_debian_packages("fashion-mnist")
+        images = np.concatenate([_read_idx(FASHION_MNIST_DIR / f"{p}-images-idx3-ubyte.gz") for p in ("train", "t10k")])
+        labels = np.concatenate([_read_idx(FASHION_MNIST_DIR / f"{p}-labels-idx1-ubyte.gz") for p in ("train", "t10k")])
+        resized = np.stack([np.asarray(Image.fromarray(255 - im).resize((size, size), Image.BILINEAR)) for im in images])
+        rgb = np.repeat(resized[..., None], 3, axis=-1)  # dark garments on white, like a product photo
+        _atomic_savez(cache, images=rgb, labels=labels.astype(np.int64))
+    with np.load(cache) as arrays:
+        images, labels = arrays["images"], arrays["labels"]
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, len(FASHION_TEMPLATES), size=len(labels))
+    captions = [FASHION_TEMPLATES[t].format(FASHION_MNIST_CLASSES[c]) for t, c in zip(templates, labels)]
+    return ImageTextSet(images, captions, labels, FASHION_MNIST_CLASSES, "fashion-mnist", {"size": size})
+
+
+_NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
+
+
+def svg_metadata(path: Path) -> dict:
+    """Title, description and keywords from an openclipart SVG's Dublin Core metadata."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError:
+        return {"title": "", "description": "", "keywords": []}
+    work = root.find(".//{http://web.resource.org/cc/}Work") or root.find(".//{http://creativecommons.org/ns#}Work")
+    node = work if work is not None else root
+
+    def text(tag: str) -> str:
+        found = node.find(f"dc:{tag}", _NS)
+        return " ".join((found.text or "").split()) if found is not None else ""
+
+    keywords = [" ".join((li.text or "").split()) for li in node.findall("dc:subject/rdf:Bag/rdf:li", _NS)]
+    return {"title": text("title"), "description": text("description"), "keywords": [k for k in keywords if k]}
+
+
+def openclipart_caption(meta: dict, category: str, style: str = "full", max_chars: int = 200) -> str:
+    """A caption from SVG metadata: ``title`` only, or ``full`` (title, description, keywords)."""
+    title = re.sub(r"[_\-]+", " ", meta["title"]).strip() or category
+    if style == "title":
+        return title[:max_chars]
+    parts = [title]
+    description = meta["description"]
+    if description and description.lower() != title.lower():
+        parts.append(description)
+    if meta["keywords"]:
+        parts.append("keywords: " + ", ".join(dict.fromkeys(meta["keywords"][:8])))
+    return ". ".join(parts)[:max_chars]
+
+
+def load_openclipart(size: int = 64, caption_style: str = "full") -> ImageTextSet:
+    """The 8 000 openclipart drawings as RGB on white at ``size``, captioned from their SVG metadata."""
+    cache = cache_dir() / f"openclipart-{size}.npz"
+    meta_cache = cache_dir() / "openclipart-meta.json"
+    if not cache.exists() or not meta_cache.exists():
+        ensure_debian_packages("openclipart")
+        pngs = sorted((OPENCLIPART_DIR / "png").rglob("*.png"))
+        images, metas = [], []
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for png in pngs:
+            rel = png.relative_to(OPENCLIPART_DIR / "png")
+            svg = (OPENCLIPART_DIR / "svg" / rel).with_suffix(".svg")
+            try:
+                with Image.open(png) as image:
+                    image.thumbnail((4 * size, 4 * size))
+                    pixels = _square_rgb(image, size)
+            except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+                continue  # a handful of drawings are rendered at hundreds of megapixels
+            meta = svg_metadata(svg) if svg.exists() else {"title": "", "description": "", "keywords": []}
+            meta["category"] = rel.parts[0]
+            meta["file"] = str(rel)
+            images.append(pixels)
+            metas.append(meta)
+        _atomic_savez(cache, images=np.stack(images))
+        meta_cache.write_text(json.dumps(metas))
+    with np.load(cache) as arrays:
+        images = arrays["images"]
+    metas = json.loads(meta_cache.read_text())
+    categories = sorted({m["category"] for m in metas})
+    labels = np.array([categories.index(m["category"]) for m in metas], dtype=np.int64)
+    captions = [openclipart_caption(m, m["category"], caption_style) for m in metas]
+    return ImageTextSet(images, captions, labels, tuple(categories), "openclipart",
+                        {"size": size, "caption_style": caption_style, "files": [m["file"] for m in metas]})
+
+
+def load_pairs_file(path: str | os.PathLike) -> ImageTextSet:
+    """A user set: CSV (header ``image,caption[,label]``) or JSONL (``{"image", "caption", "label"?}``).
+
+    Image paths are relative to the file's folder unless absolute.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    if not rows or "image" not in rows[0] or "caption" not in rows[0]:
+        raise ValueError(f"{path}: needs columns 'image' and 'caption'")
+    images = [(path.parent / r["image"]) if not Path(r["image"]).is_absolute() else Path(r["image"]) for r in rows]
+    captions = [str(r["caption"]) for r in rows]
+    labels = None
+    if all(r.get("label") not in (None, "") for r in rows):
+        names = sorted({str(r["label"]) for r in rows})
+        labels = np.array([names.index(str(r["label"])) for r in rows], dtype=np.int64)
+        return ImageTextSet(images, captions, labels, tuple(names), path.stem)
+    return ImageTextSet(images, captions, labels, (), path.stem)
+
+
+def concat(sets: list[ImageTextSet]) -> ImageTextSet:
+    """One set from several with in-memory images of the same size (labels are dropped)."""
+    if len(sets) == 1:
+        return sets[0]
+    return ImageTextSet(np.concatenate([s.images for s in sets]), [c for s in sets for c in s.captions],
+                        name="+".join(s.name for s in sets))
+
+
+def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, **kwargs) -> ImageTextSet:
+    """A built-in set by name, a CSV / JSONL file by path, or several joined with ``+``.
+
+    ``part`` selects one of :data:`ROLES` of the built-in sets (user files are used whole).
+    """
+    if "+" in name_or_path:
+        return concat([load_dataset(n, size, part=part) for n in name_or_path.split("+")])
+    if part is not None and name_or_path in BUILTIN:
+        data = load_dataset(name_or_path, size, **kwargs)
+        return data.subset(role_split(len(data))[part])
+    if name_or_path == "fashion-mnist":
+        return load_fashion_mnist(size, **kwargs)
+    if name_or_path == "openclipart":
+        return load_openclipart(size, **kwargs)
+    if Path(name_or_path).is_file():
+        return load_pairs_file(name_or_path)
+    raise FileNotFoundError(f"{name_or_path}: not a built-in set ({', '.join(BUILTIN)}) nor a CSV/JSONL file")
+
+
+def split_indices(n: int, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, seeded train/test split of ``n`` items (sorted index arrays)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * test_fraction))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _atomic_savez(path: Path, **arrays) -> None:
+    tmp = path.with_suffix(".part.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+ROLES = {"provider": 0.5, "victim_train": 0.35, "test": 0.15}
+
+
+def role_split(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed, seeded, disjoint parts of a set: ``provider`` (surrogate and generator training),
+    ``victim_train`` (what an exploiter scrapes) and ``test`` (clean evaluation)."""
+    order = np.random.default_rng(seed).permutation(n)
+    cuts = np.cumsum([int(round(n * f)) for f in ROLES.values()])[:-1]
+    return {role: np.sort(part) for role, part in zip(ROLES, np.split(order, cuts))}

@@ -1,0 +1,175 @@
+"""Image reading, noise application and atomic writing: every pixel the library touches goes through here.
+
+Noise is added in [0, 1] and the result is quantised to 8 bits *after* the addition, so negative noise
+survives (never clamp the noise itself to [0, 1]).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .budget import project_linf
+
+Image.MAX_IMAGE_PIXELS = 200_000_000  # ~200 MP: large camera files pass, decompression bombs do not
+
+SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
+
+
+class ImageError(ValueError):
+    """An input image that cannot be read or protected; the message names the file."""
+
+
+@dataclass
+class LoadedImage:
+    """A decoded image plus what is needed to write it back the way it came."""
+
+    image: Image.Image
+    path: Path
+    format: str | None
+    info: dict
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Decode an image file fully, raising :class:`ImageError` with the file's name on any failure."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            fmt = im.format
+            info = dict(im.info)
+            exif = im.getexif()
+            if exif:
+                info["exif"] = exif.tobytes()
+            image = im.copy()
+    except FileNotFoundError as err:
+        raise ImageError(f"{path}: no such file") from err
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{path}: not an image this tool can read") from err
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: image too large ({err})") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{path}: damaged or truncated image ({err})") from err
+    return LoadedImage(image=image, path=path, format=fmt, info=info)
+
+
+def _noise_array(noise: torch.Tensor | np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a (3, h, w) or (1, 3, h, w) perturbation to (height, width, 3) float32, still within its bound."""
+    tensor = torch.as_tensor(noise, dtype=torch.float32)
+    if tensor.ndim == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError("apply_noise takes the noise of one image; got a batch of several")
+        tensor = tensor[0]
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise ValueError(f"noise must have shape (3, H, W); got {tuple(tensor.shape)}")
+    bound = float(tensor.abs().max())
+    if tensor.shape[1:] != (height, width):
+        shrinking = tensor.shape[1] > height or tensor.shape[2] > width
+        tensor = F.interpolate(
+            tensor[None], size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking
+        )[0]
+        tensor = project_linf(tensor, bound)  # bilinear weights are convex; this guards rounding only
+    return tensor.permute(1, 2, 0).contiguous().numpy()
+
+
+def _add_quantised(pixels: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """uint8 pixels + noise in [0, 1] units, rounded and clipped to uint8 after the addition."""
+    out = pixels.astype(np.float32)
+    out += delta * 255.0
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
+
+
+def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.Image:
+    """Add a perturbation to an image of any size; return an image of the same size and mode.
+
+    The noise is resized to the image. Grey images receive the channel mean of the noise; CMYK images
+    receive it on C, M and Y with the sign that matches RGB; alpha is left untouched. Palette images
+    cannot hold an 8/255 perturbation in 256 colours without breaking the budget, so they come back as
+    RGB (or RGBA when they have transparency).
+    """
+    mode = image.mode
+    if mode not in SUPPORTED_MODES:
+        raise ImageError(f"image mode {mode!r} is not supported (supported: {', '.join(SUPPORTED_MODES)})")
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        mode = image.mode
+    width, height = image.size
+    delta = _noise_array(noise, height, width)
+    pixels = np.asarray(image)
+    if mode == "RGB":
+        out = _add_quantised(pixels, delta)
+    elif mode == "RGBA":
+        out = pixels.copy()
+        out[..., :3] = _add_quantised(pixels[..., :3], delta)
+    elif mode == "L":
+        out = _add_quantised(pixels, delta.mean(axis=2))
+    elif mode == "LA":
+        out = pixels.copy()
+        out[..., 0] = _add_quantised(pixels[..., 0], delta.mean(axis=2))
+    else:  # CMYK: C = 1 - R, so the RGB perturbation enters C, M, Y negated; K is left alone
+        out = pixels.copy()
+        out[..., :3] = _add_quantised(pixels[..., :3], -delta)
+    result = Image.fromarray(out, mode=mode)
+    result.info = dict(image.info)
+    return result
+
+
+_SAVE_KEYS = ("exif", "icc_profile", "dpi", "transparency", "comment")
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None,
+               info: dict | None = None, jpeg_quality: int = 95) -> Path:
+    """Write an image atomically (temporary file + rename), keeping EXIF, ICC profile and DPI.
+
+    Refuses nothing itself: callers decide whether a path may be written. JPEGs are written at
+    ``jpeg_quality`` with 4:4:4 chroma so as much of the perturbation as possible survives.
+    """
+    path = Path(path)
+    fmt = (format or Image.registered_extensions().get(path.suffix.lower()) or "PNG").upper()
+    info = info if info is not None else image.info
+    params = {k: info[k] for k in _SAVE_KEYS if k in info and info[k] is not None}
+    if fmt == "JPEG":
+        params.update(quality=jpeg_quality, subsampling=0)
+        if image.mode in ("RGBA", "LA", "P", "PA"):
+            image = image.convert("RGB")
+        params.pop("transparency", None)
+    elif fmt == "PNG":
+        params["compress_level"] = 1
+    elif fmt == "GIF" and image.mode not in ("P", "L"):
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE)
+    if "transparency" in params and image.mode not in ("P", "L", "RGB"):
+        params.pop("transparency")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format=fmt, **params)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB float tensor (3, H, W) in [0, 1] from any PIL image."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def psnr(original: Image.Image, protected: Image.Image) -> float:
+    """Peak signal-to-noise ratio in dB between two images of the same size (on RGB values)."""
+    a = np.asarray(original.convert("RGB"), dtype=np.float64)
+    b = np.asarray(protected.convert("RGB"), dtype=np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

@@ -1,0 +1,96 @@
+"""Tiny real models, saved in the formats users bring, built once per test session."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from t2ue.data import ImageTextSet
+from t2ue.surrogates import resolve_text_tower, save_open_clip_folder
+
+TINY_VISION = {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8}
+
+
+@pytest.fixture(scope="session")
+def minilm_surrogate_dir(tmp_path_factory):
+    """A CLIP with the real, locked MiniLM text tower and a tiny random image tower (trained parts only)."""
+    cfg = {"embed_dim": 32, "vision_cfg": TINY_VISION,
+           "text_cfg": {"hf_model_name": "sentence-transformers/all-MiniLM-L6-v2",
+                        "hf_tokenizer_name": "sentence-transformers/all-MiniLM-L6-v2",
+                        "hf_pooler_type": "mean_pooler", "hf_proj_type": "linear", "context_length": 24}}
+    resolved = json.loads(json.dumps(cfg))
+    for key in ("hf_model_name", "hf_tokenizer_name"):
+        resolved["text_cfg"][key] = resolve_text_tower(cfg["text_cfg"][key])
+    torch.manual_seed(0)
+    model = open_clip.CustomTextCLIP(**resolved)
+    path = tmp_path_factory.mktemp("surrogate-minilm")
+    save_open_clip_folder(model, cfg, path, preprocess_cfg={"mean": [0.5] * 3, "std": [0.25] * 3},
+                          trained_parts_only=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def open_clip_dir(tmp_path_factory):
+    """A tiny native open_clip CLIP saved as open_clip_config.json + full safetensors (local-dir layout)."""
+    cfg = {"embed_dim": 32, "vision_cfg": TINY_VISION,
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg)
+    path = tmp_path_factory.mktemp("surrogate-openclip")
+    save_open_clip_folder(model, cfg, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def hf_clip_dir(tmp_path_factory):
+    """A tiny Hugging Face CLIPModel + CLIPTokenizer (open_clip's BPE vocabulary) saved with save_pretrained."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    bpe = open_clip.tokenizer.default_bpe()
+    merges_raw = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    tok = open_clip.SimpleTokenizer()
+    vocab = dict(tok.encoder)
+    merges = [tuple(m.split()) for m in merges_raw]
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "max_position_embeddings": 32,
+                     "bos_token_id": vocab["<start_of_text>"], "eos_token_id": vocab["<end_of_text>"]},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=24)
+    torch.manual_seed(0)
+    model = CLIPModel(config)
+    path = tmp_path_factory.mktemp("surrogate-hf")
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs():
+    """A small real image-text set: scikit-image photos with hand-written captions, 32 px."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    photos = {"astronaut": "an astronaut in a spacesuit holding a helmet beside a flag",
+              "coffee": "a cup of coffee on a saucer seen from above",
+              "chelsea": "a ginger cat looking to the side",
+              "rocket": "a rocket on the launch pad under a clear sky",
+              "hubble_deep_field": "thousands of faint galaxies in the deep night sky",
+              "immunohistochemistry": "a microscope image of stained tissue cells",
+              "motorcycle": "a red motorcycle seen from the side in a studio",
+              "retina": "a photograph of the back of a human eye"}
+    images, captions = [], []
+    for name, caption in photos.items():
+        image = Image.fromarray(getattr(skdata, name)()).convert("RGB")
+        for flip in (False, True):
+            im = image.transpose(Image.FLIP_LEFT_RIGHT) if flip else image
+            images.append(np.asarray(im.resize((32, 32), Image.BILINEAR)))
+            captions.append(caption if not flip else caption + ", mirrored")
+    return ImageTextSet(np.stack(images), captions, name="skimage-photos")

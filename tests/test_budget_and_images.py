@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from t2ue.budget import parse_epsilon, project_linf
+from t2ue.images import ImageError, apply_noise, load_image, psnr, save_image
+
+EPS = 8 / 255
+
+
+def _noise(h=16, w=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand((3, h, w), generator=g) * 2 - 1) * EPS
+
+
+@pytest.mark.parametrize("text, expected", [("8/255", 8 / 255), (8, 8 / 255), ("0.5", 0.5), (16, 16 / 255)])
+def test_parse_epsilon(text, expected):
+    assert parse_epsilon(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", ["-1", "0", "abc", "300"])
+def test_parse_epsilon_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_epsilon(bad)
+
+
+def test_project_linf_bounds():
+    x = torch.randn(2, 3, 8, 8)
+    assert project_linf(x, EPS).abs().max() <= EPS
+
+
+def test_negative_noise_survives_quantisation():
+    """Quantising after adding keeps -3/255 on a mid-grey image; clamping noise to [0,1] would lose it."""
+    image = Image.new("RGB", (8, 8), (128, 128, 128))
+    noise = torch.full((3, 8, 8), -3 / 255)
+    out = np.asarray(apply_noise(image, noise)).astype(int)
+    assert (out == 125).all()
+
+
+def test_values_clip_at_range_ends():
+    image = Image.fromarray(np.array([[[0, 255, 3]]], dtype=np.uint8))
+    out = np.asarray(apply_noise(image, torch.tensor([[[-EPS]], [[EPS]], [[-EPS]]])))
+    assert out.tolist() == [[[0, 255, 0]]]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (999, 3), (4000, 3000)])
+def test_odd_and_huge_sizes_keep_size_and_budget(size):
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(20, 235, (size[1], size[0], 3), dtype=np.uint8))
+    out = apply_noise(image, _noise())
+    assert out.size == image.size and out.mode == "RGB"
+    diff = np.abs(np.asarray(out).astype(int) - np.asarray(image).astype(int))
+    assert diff.max() <= 8  # 8/255 plus rounding never exceeds 8 levels
+    if size[0] * size[1] > 1:  # a single pixel averages the noise away
+        assert diff.max() >= 1
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "CMYK"])
+def test_modes_keep_mode_and_budget(mode):
+    rng = np.random.default_rng(1)
+    base = Image.fromarray(rng.integers(30, 225, (20, 30, 3), dtype=np.uint8))
+    image = base.convert(mode)
+    out = apply_noise(image, _noise())
+    assert out.mode == mode and out.size == image.size
+    a, b = np.asarray(image).astype(int), np.asarray(out).astype(int)
+    assert np.abs(a - b).max() <= 8 and np.abs(a - b).max() >= 1
+    if mode in ("LA", "RGBA"):
+        assert (a[..., -1] == b[..., -1]).all()  # alpha untouched
+    if mode == "CMYK":
+        assert (a[..., 3] == b[..., 3]).all()  # K untouched
+
+
+def test_palette_becomes_rgb_within_budget():
+    rng = np.random.default_rng(2)
+    image = Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).convert("P")
+    out = apply_noise(image, _noise())
+    assert out.mode == "RGB"
+    diff = np.abs(np.asarray(out).astype(int) - np.asarray(image.convert("RGB")).astype(int))
+    assert 1 <= diff.max() <= 8
+
+
+def test_unsupported_mode_is_a_clear_error():
+    with pytest.raises(ImageError, match="mode"):
+        apply_noise(Image.new("I;16", (4, 4)), _noise())
+
+
+def test_save_is_atomic_and_keeps_exif(tmp_path):
+    image = Image.new("RGB", (40, 30), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90
+    source = tmp_path / "in.jpg"
+    image.save(source, exif=exif.tobytes())
+    loaded = load_image(source)
+    target = save_image(apply_noise(loaded.image, _noise()), tmp_path / "out.jpg", format=loaded.format,
+                        info=loaded.info)
+    with Image.open(target) as reread:
+        assert reread.format == "JPEG" and reread.size == (40, 30)
+        assert reread.getexif()[0x0112] == 6
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_damaged_file_names_the_file(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (64, 64), "red").save(good)
+    bad.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ImageError, match="broken.jpg"):
+        load_image(bad)
+
+
+def test_psnr():
+    a = Image.new("RGB", (4, 4), (100, 100, 100))
+    b = Image.new("RGB", (4, 4), (101, 101, 101))
+    assert psnr(a, b) == pytest.approx(48.13, abs=0.01)
