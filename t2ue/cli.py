@@ -136,6 +136,7 @@ def train(
     seed: int = typer.Option(0),
     checkpoint_every: int = typer.Option(250),
     part: str = typer.Option("provider", help="Built-in sets: which part to train on (provider, victim_train, test, all)."),
+    limit_per_set: int = typer.Option(None, help="Keep a seeded sample of at most this many pairs of each set."),
     resume: bool = typer.Option(True, help="Resume from the latest checkpoint in the output folder."),
 ) -> None:
     """Train a text-to-noise generator against a frozen surrogate (CPU, one GPU, or `accelerate launch`)."""
@@ -148,7 +149,7 @@ def train(
 
     spec = str(DEFAULT_MODEL_DIR / "surrogate") if surrogate == "default" else surrogate
     sur = load_surrogate(spec)
-    dataset = load_dataset(data, size=resolution, part=None if part == "all" else part)
+    dataset = load_dataset(data, size=resolution, part=None if part == "all" else part, limit=limit_per_set)
     eps = parse_epsilon(epsilon)
     if generator == UNetGenerator.kind and init_unet:
         gen = UNetGenerator.from_stable_diffusion(init_unet, token_dim=sur.token_dim, resolution=resolution, epsilon=eps)

@@ -234,16 +234,21 @@ def concat(sets: list[ImageTextSet]) -> ImageTextSet:
                         name="+".join(s.name for s in sets))
 
 
-def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, **kwargs) -> ImageTextSet:
+def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, limit: int | None = None,
+                 **kwargs) -> ImageTextSet:
     """A built-in set by name, a CSV / JSONL file by path, or several joined with ``+``.
 
-    ``part`` selects one of :data:`ROLES` of the built-in sets (user files are used whole).
+    ``part`` selects one of :data:`ROLES` of the built-in sets (user files are used whole); ``limit``
+    keeps a seeded random sample of at most that many items of each set.
     """
     if "+" in name_or_path:
-        return concat([load_dataset(n, size, part=part) for n in name_or_path.split("+")])
-    if part is not None and name_or_path in BUILTIN:
+        return concat([load_dataset(n, size, part=part, limit=limit) for n in name_or_path.split("+")])
+    if (part is not None and name_or_path in BUILTIN) or limit is not None:
         data = load_dataset(name_or_path, size, **kwargs)
-        return data.subset(role_split(len(data))[part])
+        keep = role_split(len(data))[part] if part is not None and name_or_path in BUILTIN else np.arange(len(data))
+        if limit is not None and len(keep) > limit:
+            keep = np.sort(np.random.default_rng(0).choice(keep, limit, replace=False))
+        return data.subset(keep)
     if name_or_path == "fashion-mnist":
         return load_fashion_mnist(size, **kwargs)
     if name_or_path == "openclipart":

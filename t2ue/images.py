@@ -79,7 +79,7 @@ def _noise_array(noise: torch.Tensor | np.ndarray, height: int, width: int) -> n
     return tensor.permute(1, 2, 0).contiguous().numpy()
 
 
-def _add_quantised(pixels: np.ndarray, delta: np.ndarray) -> np.ndarray:
+def add_noise_uint8(pixels: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """uint8 pixels + noise in [0, 1] units, rounded and clipped to uint8 after the addition."""
     out = pixels.astype(np.float32)
     out += delta * 255.0
@@ -107,18 +107,18 @@ def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.I
     delta = _noise_array(noise, height, width)
     pixels = np.asarray(image)
     if mode == "RGB":
-        out = _add_quantised(pixels, delta)
+        out = add_noise_uint8(pixels, delta)
     elif mode == "RGBA":
         out = pixels.copy()
-        out[..., :3] = _add_quantised(pixels[..., :3], delta)
+        out[..., :3] = add_noise_uint8(pixels[..., :3], delta)
     elif mode == "L":
-        out = _add_quantised(pixels, delta.mean(axis=2))
+        out = add_noise_uint8(pixels, delta.mean(axis=2))
     elif mode == "LA":
         out = pixels.copy()
-        out[..., 0] = _add_quantised(pixels[..., 0], delta.mean(axis=2))
+        out[..., 0] = add_noise_uint8(pixels[..., 0], delta.mean(axis=2))
     else:  # CMYK: C = 1 - R, so the RGB perturbation enters C, M, Y negated; K is left alone
         out = pixels.copy()
-        out[..., :3] = _add_quantised(pixels[..., :3], -delta)
+        out[..., :3] = add_noise_uint8(pixels[..., :3], -delta)
     result = Image.fromarray(out, mode=mode)
     result.info = dict(image.info)
     return result

@@ -58,7 +58,7 @@ def hf_clip_dir(tmp_path_factory):
     merges = [tuple(m.split()) for m in merges_raw]
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
     config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                      "num_attention_heads": 2, "max_position_embeddings": 32,
                      "bos_token_id": vocab["<start_of_text>"], "eos_token_id": vocab["<end_of_text>"]},
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -84,8 +84,8 @@ def tiny_pairs():
               "rocket": "a rocket on the launch pad under a clear sky",
               "hubble_deep_field": "thousands of faint galaxies in the deep night sky",
               "immunohistochemistry": "a microscope image of stained tissue cells",
-              "motorcycle": "a red motorcycle seen from the side in a studio",
-              "retina": "a photograph of the back of a human eye"}
+              "camera": "a man with a camera on a tripod in a field, black and white",
+              "moon": "the surface of the moon with craters"}
     images, captions = [], []
     for name, caption in photos.items():
         image = Image.fromarray(getattr(skdata, name)()).convert("RGB")
@@ -94,3 +94,16 @@ def tiny_pairs():
             images.append(np.asarray(im.resize((32, 32), Image.BILINEAR)))
             captions.append(caption if not flip else caption + ", mirrored")
     return ImageTextSet(np.stack(images), captions, name="skimage-photos")
+
+
+@pytest.fixture(scope="session")
+def tiny_noise_model_dir(minilm_surrogate_dir, tmp_path_factory):
+    """An untrained but complete noise model folder (t2ue-gan, 16 px) with its surrogate inside."""
+    from t2ue.generators import T2UEGenerator
+    from t2ue.noise_model import NoiseModel
+    from t2ue.surrogates import load_surrogate
+
+    surrogate = load_surrogate(minilm_surrogate_dir)
+    torch.manual_seed(0)
+    model = NoiseModel(T2UEGenerator(text_dim=surrogate.embed_dim, resolution=16).eval(), surrogate)
+    return model.save_pretrained(tmp_path_factory.mktemp("noise-model"))

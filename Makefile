@@ -1,0 +1,49 @@
+# One command to set up and run the main job, one to set up and run the tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SAMPLE ?= demos/samples/astronaut.png
+TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
+OUT ?= protected
+
+.PHONY: run test setup data browser lint bench efficacy default-model surrogate clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Debian packages that hold the built-in offline data sets and the test browser (root, or sudo).
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/openclipart/svg ]; then \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q dataset-fashion-mnist openclipart-png openclipart-svg; fi
+
+browser:
+	@command -v chromium >/dev/null || ( $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium ) || echo "chromium could not be installed: browser tests will skip"
+
+run: setup
+	$(BIN)/t2ue protect $(SAMPLE) --text "$(TEXT)" -o $(OUT)
+
+test: setup data browser
+	$(BIN)/ruff check t2ue surrogates eval tests demos
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python eval/bench_speed.py
+
+efficacy: setup data
+	$(BIN)/python eval/efficacy_core.py
+
+surrogate: setup data
+	$(BIN)/python surrogates/train_surrogate.py --out t2ue/assets/default/surrogate
+
+default-model: setup data
+	$(BIN)/python eval/train_default.py

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import t2ue
+from t2ue.cli import app
+
+runner = CliRunner()
+
+
+def test_noise_from_text_shapes_budget_determinism(tiny_noise_model_dir):
+    texts = ["a selfie of me at the beach", "my dog in the park"]
+    noise = t2ue.noise_from_text(texts, size=(50, 70), model=tiny_noise_model_dir, seed=1)
+    assert noise.dtype == torch.float32 and noise.shape == (2, 3, 50, 70)
+    assert noise.abs().max() <= 8 / 255 + 1e-7
+    again = t2ue.noise_from_text(texts, size=(50, 70), model=tiny_noise_model_dir, seed=1)
+    assert torch.equal(noise, again)
+    other_seed = t2ue.noise_from_text(texts, size=(50, 70), model=tiny_noise_model_dir, seed=2)
+    assert not torch.allclose(noise, other_seed)
+    full = t2ue.noise_from_text(texts, size=224, model=tiny_noise_model_dir)
+    half = t2ue.noise_from_text(texts, size=224, model=tiny_noise_model_dir, epsilon="4/255")
+    assert half.abs().max() <= 4 / 255 + 1e-7
+    assert torch.allclose(half, full / 2, atol=1e-7)  # rescaled to the new budget
+
+
+def test_noise_from_text_rejects_empty(tiny_noise_model_dir):
+    with pytest.raises(ValueError, match="empty"):
+        t2ue.noise_from_text(["  "], model=tiny_noise_model_dir)
+
+
+def test_protect_keeps_size_and_mode(tiny_noise_model_dir):
+    image = Image.new("RGBA", (123, 45), (120, 130, 140, 200))
+    out = t2ue.protect(image, "a grey square", model=tiny_noise_model_dir)
+    assert out.size == image.size and out.mode == "RGBA"
+    diff = np.abs(np.asarray(out, dtype=int) - np.asarray(image, dtype=int))
+    assert 1 <= diff.max() <= 8
+
+
+def test_cli_noise_writes_npy_and_png(tiny_noise_model_dir, tmp_path):
+    result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.npy"), "--model", str(tiny_noise_model_dir),
+                                 "--size", "40"])
+    assert result.exit_code == 0, result.output
+    array = np.load(tmp_path / "n.npy")
+    assert array.shape == (40, 40, 3) and np.abs(array).max() <= 8 / 255 + 1e-7
+    result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.png"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 0 and Image.open(tmp_path / "n.png").size == (224, 224)
+
+
+def test_cli_protect_end_to_end(tiny_noise_model_dir, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (64, 48), (200, 100, 50)).save(src / "a.jpg", quality=95)
+    Image.new("L", (30, 31), 90).save(src / "b.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    originals = {p.name: p.read_bytes() for p in src.iterdir()}
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,caption\na.jpg,an orange card\nb.png,a grey card\nbroken.jpg,nothing\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["protect", *(str(src / n) for n in ("a.jpg", "broken.jpg", "b.png")),
+                                 "--captions", str(captions), "-o", str(out), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1  # one failure is reported in the exit status
+    assert "broken.jpg" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png"]
+    with Image.open(out / "a.jpg") as a, Image.open(out / "b.png") as b:
+        assert (a.format, a.size, b.format, b.mode, b.size) == ("JPEG", (64, 48), "PNG", "L", (30, 31))
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == originals  # inputs untouched
+
+
+def test_cli_protect_refuses_to_overwrite_inputs(tiny_noise_model_dir, tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    before = (tmp_path / "x.png").read_bytes()
+    result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "--text", "black", "-o", str(tmp_path),
+                                 "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "overwrite" in result.output
+    assert (tmp_path / "x.png").read_bytes() == before
+
+
+def test_cli_protect_needs_text_or_captions(tmp_path):
+    result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+
+
+def test_cli_train_and_resume(minilm_surrogate_dir, tiny_pairs, tmp_path):
+    """`t2ue train` on a CSV set: writes a loadable noise model, a loss log and resumable checkpoints."""
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    rows = ["image,caption"]
+    for i, (im, cap) in enumerate(zip(tiny_pairs.images, tiny_pairs.captions)):
+        Image.fromarray(im).save(folder / f"{i}.png")
+        rows.append(f"{i}.png,\"{cap}\"")
+    (folder / "pairs.csv").write_text("\n".join(rows))
+    args = ["train", "--data", str(folder / "pairs.csv"), "-o", str(tmp_path / "run"), "--surrogate",
+            str(minilm_surrogate_dir), "--resolution", "16", "--steps", "4", "--batch-size", "8",
+            "--checkpoint-every", "2", "--part", "all"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 4
+    assert (tmp_path / "run" / "checkpoints" / "step_2").is_dir()
+    noise = t2ue.noise_from_text(["a ginger cat"], model=tmp_path / "run" / "model", size=None)
+    assert noise.shape == (1, 3, 16, 16)
+    result = runner.invoke(app, [*args[:-4], "--steps", "6", "--part", "all"])
+    assert result.exit_code == 0 and "resumed" in result.output
