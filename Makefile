@@ -45,5 +45,8 @@ efficacy: setup data
 surrogate: setup data
 	$(BIN)/python surrogates/train_surrogate.py --out t2ue/assets/default/surrogate
 
+# Recipe of the bundled noise model (provider parts of both offline sets, balanced).
 default-model: setup data
-	$(BIN)/python eval/train_default.py
+	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
+	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 -o runs/default
+	cp -r runs/default/model/generator runs/default/model/noise_model.json t2ue/assets/default/

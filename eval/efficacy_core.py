@@ -81,7 +81,7 @@ def main() -> None:
                       ("t2ue default ±8/255", rows["t2ue"])]:
         lines.append(f"| {name} | " + " | ".join(f"{row[k]:.3f}" for k in KEYS) + " |")
     print("\n".join(lines))
-    print("t2ue / clean R@10: i2t %.2f, t2i %.2f" % (ratios["i2t_R@10"] or 0, ratios["t2i_R@10"] or 0))
+    print(f"t2ue / clean R@10: i2t {ratios['i2t_R@10'] or 0:.2f}, t2i {ratios['t2i_R@10'] or 0:.2f}")
 
 
 if __name__ == "__main__":

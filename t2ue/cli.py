@@ -165,3 +165,16 @@ def train(
 
 def main() -> None:  # pragma: no cover - console entry for `python -m t2ue`
     sys.exit(app())
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 keeps it on this machine."),
+    port: int = typer.Option(7860),
+    model: str = typer.Option("default", help="Noise model: 'default' or a folder."),
+    max_mb: float = typer.Option(25, help="Largest upload accepted in the local tab, in MB."),
+) -> None:
+    """Launch the Gradio demo (zero-contact and local tabs), fully offline."""
+    from .demo import launch
+
+    launch(model=model, host=host, port=port, max_mb=max_mb)

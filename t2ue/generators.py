@@ -109,7 +109,7 @@ class T2UEGenerator(NoiseGenerator):
         self.act = nn.LeakyReLU(0.2)
 
     @staticmethod
-    def channels_for(resolution: int, widest: int = 256, narrowest: int = 32) -> tuple[int, ...]:
+    def channels_for(resolution: int, widest: int = 128, narrowest: int = 16) -> tuple[int, ...]:
         """Channel widths for a square output of ``resolution`` (4 px doubled until it is reached)."""
         ups = int(resolution).bit_length() - 3
         if resolution < 8 or 4 * 2**ups != resolution:

@@ -173,3 +173,14 @@ def psnr(original: Image.Image, protected: Image.Image) -> float:
     b = np.asarray(protected.convert("RGB"), dtype=np.float64)
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def ssim(original: Image.Image, protected: Image.Image) -> float:
+    """Structural similarity (scikit-image, on 8-bit RGB) between two images of the same size."""
+    from skimage.metrics import structural_similarity
+
+    a = np.asarray(original.convert("RGB"))
+    b = np.asarray(protected.convert("RGB"))
+    small = min(a.shape[0], a.shape[1])
+    win = min(7, small if small % 2 else small - 1)
+    return float(structural_similarity(a, b, channel_axis=2, data_range=255, win_size=max(win, 3)))

@@ -77,6 +77,7 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
     bar = tqdm(total=config.steps, initial=step, disable=not (progress and accelerator.is_local_main_process),
                desc="train generator")
     scale = surrogate.logit_scale.detach()
+    text_cache = TextEmbeddingCache(surrogate)
     generator.train()
     started = time.time()
     while step < config.steps:
@@ -84,7 +85,7 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
             if step >= config.steps:
                 break
             with torch.no_grad():
-                text = surrogate.encode_text(captions)
+                text = text_cache(captions)
                 tokens, mask = surrogate.encode_text_tokens(captions) if unwrapped.uses_tokens else (None, None)
             z = torch.randn((len(captions), *unwrapped.latent_shape()), device=pixels.device)
             delta = generator(text, z, tokens=tokens, mask=mask)
@@ -110,6 +111,23 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
     if accelerator.is_main_process:
         noise_model.save_pretrained(output_dir / "model")
     return noise_model
+
+
+class TextEmbeddingCache:
+    """The frozen surrogate's text embeddings, computed once per distinct caption."""
+
+    def __init__(self, surrogate: Surrogate, max_items: int = 200_000):
+        self.surrogate, self.max_items, self.table = surrogate, max_items, {}
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        missing = [c for c in dict.fromkeys(captions) if c not in self.table]
+        if missing:
+            fresh = self.surrogate.encode_text(missing)
+            if len(self.table) + len(missing) <= self.max_items:
+                self.table.update(zip(missing, fresh))
+            else:
+                return self.surrogate.encode_text(captions)
+        return torch.stack([self.table[c] for c in captions])
 
 
 def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int) -> None:

@@ -1,0 +1,140 @@
+"""The Gradio demo: a zero-contact tab (the photo never leaves the browser) and a local tab.
+
+Offline by construction: telemetry and hub look-ups are switched off before gradio is imported, and
+the server binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .privacy import set_offline_defaults
+
+set_offline_defaults()
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .api import load_noise_model, noise_from_text  # noqa: E402
+from .budget import parse_epsilon  # noqa: E402
+from .images import ImageError, apply_noise, load_image, psnr, save_image, ssim  # noqa: E402
+
+ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()
+ZERO_CONTACT_HTML = """
+<div class="t2ue-zc">
+  <label for="t2ue-photo"><b>2. Choose a photo</b> (read by this page only, never uploaded)</label><br>
+  <input type="file" id="t2ue-photo" accept="image/*">
+  <p id="t2ue-zc-status" role="status"></p>
+  <a id="t2ue-download" style="display:none" class="lg primary">Download protected photo</a>
+  <img id="t2ue-preview" alt="protected preview" style="display:none;max-width:100%;max-height:360px">
+</div>
+"""
+EPSILON_PRESETS = {"4/255": 4, "8/255": 8, "16/255": 16}
+
+
+def noise_payload(text: str, model="default") -> str:
+    """Noise for one description as JSON: the budget and a PNG whose values map [0, 255] to [-eps, eps]."""
+    if not text or not text.strip():
+        raise gr.Error("Please type a description of the photo.")
+    noise = noise_from_text([text.strip()], size=None, model=model)[0]
+    epsilon = load_noise_model(model).epsilon
+    levels = np.clip(np.rint((noise.permute(1, 2, 0).numpy() / epsilon + 1) * 127.5), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, format="PNG")
+    png = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return json.dumps({"epsilon": epsilon, "png": png, "size": list(levels.shape[:2])})
+
+
+def _amplified(original: Image.Image, protected: Image.Image, epsilon: float) -> Image.Image:
+    diff = np.asarray(protected.convert("RGB"), dtype=np.float32) - np.asarray(original.convert("RGB"), dtype=np.float32)
+    return Image.fromarray(np.clip(np.rint(diff / (epsilon * 255) * 127.5 + 127.5), 0, 255).astype(np.uint8))
+
+
+def protect_uploads(files, descriptions: str, epsilon_levels: float, model="default", max_mb: float = 25,
+                    progress=gr.Progress()):
+    """Protect each uploaded photo with its description; returns gallery, table, downloads."""
+    if not files:
+        raise gr.Error("Upload at least one photo.")
+    lines = [line.strip() for line in (descriptions or "").splitlines() if line.strip()]
+    if not lines:
+        raise gr.Error("Type a description: one line for all photos, or one line per photo.")
+    if len(lines) not in (1, len(files)):
+        raise gr.Error(f"{len(files)} photos but {len(lines)} descriptions: give one line, or one per photo.")
+    epsilon = parse_epsilon(float(epsilon_levels))
+    out_dir = Path(tempfile.mkdtemp(prefix="t2ue-demo-"))
+    gallery, rows, outputs = [], [], []
+    for i, file in enumerate(progress.tqdm(files, desc="protecting")):
+        path = Path(getattr(file, "name", file))
+        text = lines[0] if len(lines) == 1 else lines[i]
+        try:
+            if path.stat().st_size > max_mb * 1e6:
+                raise ImageError(f"{path.name}: larger than the {max_mb:g} MB limit")
+            loaded = load_image(path)
+            delta = noise_from_text([text], size=None, model=model, epsilon=epsilon)[0]
+            protected = apply_noise(loaded.image, delta)
+            target = save_image(protected, out_dir / path.name, format=loaded.format, info=loaded.info)
+            outputs.append(str(target))
+            gallery += [(loaded.image.convert("RGB"), f"{path.name}: original"),
+                        (protected.convert("RGB"), f"{path.name}: protected"),
+                        (_amplified(loaded.image, protected, epsilon), f"{path.name}: noise, amplified")]
+            rows.append([path.name, f"{psnr(loaded.image, protected):.2f}", f"{ssim(loaded.image, protected):.4f}", "ok"])
+        except (ImageError, OSError, ValueError) as err:
+            message = str(err) if path.name in str(err) else f"{path.name}: {err}"
+            rows.append([path.name, "", "", message])
+            gr.Warning(message)
+    if len(outputs) > 1:
+        archive = out_dir / "protected.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            for item in outputs:
+                zf.write(item, Path(item).name)
+        outputs.append(str(archive))
+    return gallery, rows, outputs
+
+
+def build_app(model="default", max_mb: float = 25) -> gr.Blocks:
+    """The two-tab demo; ``model`` is a noise model folder or 'default'."""
+    load_noise_model(model)  # load once at start-up, not on the first request
+    with gr.Blocks(title="t2ue: protect your photos from AI training") as app:
+        gr.Markdown("# t2ue: protect your photos from AI training\nNoise made from a *description* of your photo "
+                    "makes it unlearnable for models trained on it, while it looks the same to people.")
+        with gr.Tab("Zero-contact (photo stays in your browser)", id="zero-contact"):
+            gr.Markdown("**1. Describe the photo.** Only these words are sent to the server; it answers with noise. "
+                        "Your photo is read, perturbed and saved by this page alone.")
+            text = gr.Textbox(label="Description", placeholder="a selfie of me at the beach", elem_id="t2ue-zc-text")
+            make = gr.Button("Make noise", variant="primary", elem_id="t2ue-zc-make")
+            payload = gr.Textbox(visible=False, elem_id="t2ue-zc-noise")
+            gr.HTML(ZERO_CONTACT_HTML, js_on_load=ZERO_CONTACT_JS)
+            make.click(lambda t: noise_payload(t, model), text, payload, concurrency_limit=4,
+                       show_progress="full").then(
+                None, payload, None, js="(n) => { window.t2ueZeroContact.t2ueSetNoise(n); }")
+        with gr.Tab("Local (this machine)", id="local"):
+            gr.Markdown("For an app you run on your own computer: photos are uploaded to *this* local server only.")
+            with gr.Row():
+                files = gr.File(file_count="multiple", file_types=["image"], label=f"Photos (up to {max_mb:g} MB each)")
+                with gr.Column():
+                    descriptions = gr.Textbox(lines=4, label="Descriptions: one line for all, or one per photo")
+                    preset = gr.Radio(list(EPSILON_PRESETS), value="8/255", label="Budget preset")
+                    epsilon = gr.Slider(1, 16, value=8, step=1, label="Budget ε (levels out of 255)")
+                    run = gr.Button("Protect", variant="primary")
+            preset.change(lambda p: EPSILON_PRESETS[p], preset, epsilon)
+            gallery = gr.Gallery(label="original · protected · amplified noise", columns=3, height="auto")
+            table = gr.Dataframe(headers=["file", "PSNR (dB)", "SSIM", "status"], label="Quality")
+            downloads = gr.File(label="Download (each, or all as protected.zip)", file_count="multiple")
+            run.click(lambda f, d, e, progress=gr.Progress(): protect_uploads(f, d, e, model, max_mb, progress),
+                      [files, descriptions, epsilon], [gallery, table, downloads], concurrency_limit=2)
+    app.queue(default_concurrency_limit=2, max_size=64)
+    return app
+
+
+def launch(model="default", host: str = "127.0.0.1", port: int = 7860, max_mb: float = 25, share: bool = False):
+    """Start the demo; binds to 127.0.0.1 unless ``host`` says otherwise."""
+    app = build_app(model, max_mb)
+    app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_mb:g}mb",
+               show_error=True, footer_links=[])
+    return app

@@ -1,0 +1,121 @@
+"""The demo in a real headless Chromium: zero-contact protection, proven from the page's own requests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make browser installs it)")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "demo-zero-contact.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRADIO_", "HF_"))}  # the app must set them
+    log = tmp_path_factory.mktemp("demo") / "server.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "t2ue", "demo", "--port", str(port)], stdout=handle,
+                                stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"demo exited: {log.read_text()[-2000:]}") from None
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError(f"demo did not start: {log.read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-background-networking", "--disable-gpu",
+                                    "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def test_zero_contact_never_sends_the_photo(server, browser, tmp_path):
+    from skimage import data
+
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(photo)
+    photo_bytes = photo.read_bytes()
+    page = browser.new_page(viewport={"width": 1200, "height": 1100}, accept_downloads=True)
+    requests = []
+    page.on("request", lambda r: requests.append((r.url, r.post_data_buffer or b"")))
+    page.goto(server)
+    page.get_by_label("Description").first.fill("a cup of coffee on a saucer seen from above")
+    page.locator("#t2ue-zc-make").click()
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Noise ready')",
+                           timeout=60_000)
+    page.locator("#t2ue-photo").set_input_files(str(photo))
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected')",
+                           timeout=60_000)
+    with page.expect_download() as info:
+        page.locator("#t2ue-download").click()
+    out = tmp_path / "downloaded.png"
+    info.value.save_as(out)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(tmp_path / "shot.png"), full_page=True)
+    if os.environ.get("T2UE_UPDATE_SCREENSHOT") == "1":
+        shutil.copy(tmp_path / "shot.png", SCREENSHOT)
+
+    original = np.asarray(Image.open(photo).convert("RGB"), dtype=int)
+    protected = np.asarray(Image.open(out).convert("RGB"), dtype=int)
+    assert protected.shape == original.shape
+    diff = np.abs(protected - original)
+    assert diff.max() <= 9  # 8/255 plus the browser's 8-bit noise decoding
+    assert diff.mean() > 0.5  # and it really was perturbed
+
+    assert requests, "the page made no requests at all?"
+    assert all(url.startswith(server) or url.startswith(("data:", "blob:")) for url, _ in requests), \
+        [u for u, _ in requests if not u.startswith(server)]
+    chunks = [photo_bytes[i : i + 64] for i in range(0, len(photo_bytes) - 64, len(photo_bytes) // 16)]
+    for url, body in requests:
+        assert not any(chunk in body for chunk in chunks), f"photo bytes sent to {url}"
+    page.close()
+
+
+def test_local_tab_reports_bad_files_and_protects_good_ones(server, browser, tmp_path):
+    good = tmp_path / "cat.jpg"
+    Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(good)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a photo")
+    page = browser.new_page()
+    page.goto(server)
+    page.get_by_role("tab", name="Local (this machine)").click()
+    page.locator("input[type=file]").last.set_input_files([str(good), str(bad)])
+    page.get_by_label("Descriptions: one line for all, or one per photo").fill("a grey card")
+    page.get_by_role("button", name="Protect").click()
+    page.get_by_text("broken.jpg: not an image this tool can read").first.wait_for(timeout=60_000)
+    assert page.get_by_text("ok", exact=True).count() >= 1
+    page.close()
