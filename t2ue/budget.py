@@ -26,6 +26,6 @@ def parse_epsilon(value: float | int | str) -> float:
     return number
 
 
-def project_linf(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Project a perturbation onto the L-infinity ball of radius ``epsilon``."""
-    return delta.clamp(-epsilon, epsilon)
+def project_linf(delta: torch.Tensor, epsilon: float, *, inplace: bool = False) -> torch.Tensor:
+    """Project a perturbation onto the L-infinity ball of radius ``epsilon`` (in place for large tensors)."""
+    return delta.clamp_(-epsilon, epsilon) if inplace else delta.clamp(-epsilon, epsilon)

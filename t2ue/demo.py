@@ -85,7 +85,8 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
                         (_amplified(loaded.image, protected, epsilon), f"{path.name}: noise, amplified")]
             rows.append([path.name, f"{psnr(loaded.image, protected):.2f}", f"{ssim(loaded.image, protected):.4f}", "ok"])
         except (ImageError, OSError, ValueError) as err:
-            message = str(err) if path.name in str(err) else f"{path.name}: {err}"
+            message = str(err).replace(str(path), path.name)  # the server's temp folder means nothing to the user
+            message = message if message.startswith(path.name) else f"{path.name}: {message}"
             rows.append([path.name, "", "", message])
             gr.Warning(message)
     if len(outputs) > 1:
@@ -94,7 +95,8 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
             for item in outputs:
                 zf.write(item, Path(item).name)
         outputs.append(str(archive))
-    return gallery, rows, outputs
+    report = "\n".join(f"* {r[0]}: PSNR {r[1]} dB, SSIM {r[2]}" if r[3] == "ok" else f"* **failed** {r[3]}" for r in rows)
+    return gallery, rows, outputs, report
 
 
 def build_app(model="default", max_mb: float = 25) -> gr.Blocks:
@@ -116,7 +118,8 @@ def build_app(model="default", max_mb: float = 25) -> gr.Blocks:
         with gr.Tab("Local (this machine)", id="local"):
             gr.Markdown("For an app you run on your own computer: photos are uploaded to *this* local server only.")
             with gr.Row():
-                files = gr.File(file_count="multiple", file_types=["image"], label=f"Photos (up to {max_mb:g} MB each)")
+                files = gr.File(file_count="multiple", file_types=["image"], label=f"Photos (up to {max_mb:g} MB each)",
+                                elem_id="t2ue-local-files")
                 with gr.Column():
                     descriptions = gr.Textbox(lines=4, label="Descriptions: one line for all, or one per photo")
                     preset = gr.Radio(list(EPSILON_PRESETS), value="8/255", label="Budget preset")
@@ -124,10 +127,11 @@ def build_app(model="default", max_mb: float = 25) -> gr.Blocks:
                     run = gr.Button("Protect", variant="primary")
             preset.change(lambda p: EPSILON_PRESETS[p], preset, epsilon)
             gallery = gr.Gallery(label="original · protected · amplified noise", columns=3, height="auto")
+            report = gr.Markdown(elem_id="t2ue-local-report")
             table = gr.Dataframe(headers=["file", "PSNR (dB)", "SSIM", "status"], label="Quality")
             downloads = gr.File(label="Download (each, or all as protected.zip)", file_count="multiple")
             run.click(lambda f, d, e, progress=gr.Progress(): protect_uploads(f, d, e, model, max_mb, progress),
-                      [files, descriptions, epsilon], [gallery, table, downloads], concurrency_limit=2)
+                      [files, descriptions, epsilon], [gallery, table, downloads, report], concurrency_limit=2)
     app.queue(default_concurrency_limit=2, max_size=64)
     return app
 

@@ -75,17 +75,24 @@ def _noise_array(noise: torch.Tensor | np.ndarray, height: int, width: int) -> n
         tensor = F.interpolate(
             tensor[None], size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking
         )[0]
-        tensor = project_linf(tensor, bound)  # bilinear weights are convex; this guards rounding only
-    return tensor.permute(1, 2, 0).contiguous().numpy()
+        project_linf(tensor, bound, inplace=True)  # bilinear weights are convex; this guards rounding only
+    return tensor.permute(1, 2, 0).numpy()  # a strided view: no second full-size copy
 
 
-def add_noise_uint8(pixels: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """uint8 pixels + noise in [0, 1] units, rounded and clipped to uint8 after the addition."""
-    out = pixels.astype(np.float32)
-    out += delta * 255.0
-    np.rint(out, out=out)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+def add_noise_uint8(pixels: np.ndarray, delta: np.ndarray, band: int = 256) -> np.ndarray:
+    """uint8 pixels + noise in [0, 1] units, rounded and clipped to uint8 after the addition.
+
+    Works in bands of rows so that a 12-megapixel photo needs no full-size float copy of itself.
+    """
+    out = np.empty(pixels.shape, dtype=np.uint8)
+    for top in range(0, pixels.shape[0], band):
+        rows = slice(top, top + band)
+        work = pixels[rows].astype(np.float32)
+        work += delta[rows] * 255.0
+        np.rint(work, out=work)
+        np.clip(work, 0, 255, out=work)
+        out[rows] = work
+    return out
 
 
 def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.Image:

@@ -15,7 +15,9 @@ differentiably, so gradients reach the perturbation.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -110,7 +112,11 @@ class OpenCLIPSurrogate(Surrogate):
         )
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(list(texts)).to(self.device)
+        ids = self.tokenizer(list(texts))
+        if self.hf_text:  # padding is masked out, so trimming all-padding columns changes nothing but speed
+            used = (ids != self.model.text.config.pad_token_id).any(dim=0).nonzero()
+            ids = ids[:, : int(used.max()) + 1] if len(used) else ids
+        return ids.to(self.device)
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         return self.model.encode_image(self.preprocess(pixels), normalize=normalize)
@@ -188,6 +194,29 @@ class HFCLIPSurrogate(Surrogate):
         return self.model.logit_scale.exp()
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """Silence the load reports of open_clip and transformers for weights we split on purpose."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        hf_logging = None
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        if hf_logging is not None:
+            hf_logging.set_verbosity(hf_level)
+            hf_logging.enable_progress_bar()
+
+
 def _open_clip_folder(path: Path) -> OpenCLIPSurrogate:
     import open_clip
 
@@ -198,7 +227,8 @@ def _open_clip_folder(path: Path) -> OpenCLIPSurrogate:
     if "hf_model_name" in text_cfg:
         text_cfg["hf_model_name"] = resolve_text_tower(text_cfg["hf_model_name"])
         text_cfg["hf_tokenizer_name"] = resolve_text_tower(text_cfg.get("hf_tokenizer_name", text_cfg["hf_model_name"]))
-    model = open_clip.create_model(f"local-dir:{path}", load_weights=not partial, text_cfg=text_cfg)
+    with _quiet_loading():  # a partial folder is expected to leave the locked tower to its own package
+        model = open_clip.create_model(f"local-dir:{path}", load_weights=not partial, text_cfg=text_cfg)
     if partial:
         state = load_file(str(path / PARTIAL_WEIGHTS))
         result = model.load_state_dict(state, strict=False)

@@ -105,3 +105,15 @@ def test_cli_train_and_resume(minilm_surrogate_dir, tiny_pairs, tmp_path):
     assert noise.shape == (1, 3, 16, 16)
     result = runner.invoke(app, [*args[:-4], "--steps", "6", "--part", "all"])
     assert result.exit_code == 0 and "resumed" in result.output
+
+
+def test_bundled_default_model_is_small_and_in_budget():
+    from t2ue.api import DEFAULT_MODEL_DIR
+
+    weights = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*.safetensors"))
+    assert weights <= 25e6
+    noise = t2ue.noise_from_text(["a selfie of me at the beach", "a red car on a road"], size=224)
+    assert noise.shape == (2, 3, 224, 224) and noise.abs().max() <= 8 / 255 + 1e-7
+    assert (noise[0] - noise[1]).abs().mean() > 1 / 255  # the description changes the noise
+    model = t2ue.load_noise_model()
+    assert model.resolution == (64, 64) and model.surrogate.image_size == (64, 64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -113,9 +114,13 @@ def test_local_tab_reports_bad_files_and_protects_good_ones(server, browser, tmp
     page = browser.new_page()
     page.goto(server)
     page.get_by_role("tab", name="Local (this machine)").click()
-    page.locator("input[type=file]").last.set_input_files([str(good), str(bad)])
+    page.locator("#t2ue-local-files input[type=file]").set_input_files([str(good), str(bad)])
+    page.locator("#t2ue-local-files").get_by_text("broken", exact=True).wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")  # both uploads finished
     page.get_by_label("Descriptions: one line for all, or one per photo").fill("a grey card")
     page.get_by_role("button", name="Protect").click()
-    page.get_by_text("broken.jpg: not an image this tool can read").first.wait_for(timeout=60_000)
-    assert page.get_by_text("ok", exact=True).count() >= 1
+    report = page.locator("#t2ue-local-report")
+    report.get_by_text(re.compile(r"broken\.jpg: damaged or truncated image")).wait_for(timeout=60_000)
+    assert "cat.jpg: PSNR" in report.inner_text()
+    assert page.get_by_text("/tmp/").count() == 0  # the server's temp paths are not shown
     page.close()
