@@ -1,0 +1,54 @@
+import base64
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gr = pytest.importorskip("gradio")
+
+
+def test_demo_sets_privacy_environment_itself():
+    import t2ue.demo  # noqa: F401
+
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_noise_payload_decodes_to_the_noise(tiny_noise_model_dir):
+    import t2ue
+    from t2ue.demo import noise_payload
+
+    payload = json.loads(noise_payload("a cat on a sofa", model=tiny_noise_model_dir))
+    png = Image.open(io.BytesIO(base64.b64decode(payload["png"].split(",", 1)[1])))
+    decoded = (np.asarray(png, dtype=np.float32) / 127.5 - 1) * payload["epsilon"]
+    noise = t2ue.noise_from_text(["a cat on a sofa"], size=None, model=tiny_noise_model_dir)[0].permute(1, 2, 0).numpy()
+    assert np.abs(decoded - noise).max() <= payload["epsilon"] / 127.5  # 8-bit transport, half a level each way
+    with pytest.raises(gr.Error):
+        noise_payload("   ", model=tiny_noise_model_dir)
+
+
+def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path):
+    from t2ue.demo import protect_uploads
+
+    paths = []
+    for name, size in (("a.png", (30, 20)), ("b.jpg", (16, 16)), ("big.png", (400, 400))):
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    paths.append(str(tmp_path / "bad.png"))
+    gallery, rows, outputs, report = protect_uploads(paths, "a noisy square", 8, model=tiny_noise_model_dir,
+                                                     max_mb=0.1, progress=gr.Progress())
+    status = {r[0]: r[3] for r in rows}
+    assert status["a.png"] == "ok" and status["b.jpg"] == "ok"
+    assert "limit" in status["big.png"] and "bad.png" in status["bad.png"]
+    assert len(gallery) == 6  # original, protected, noise for each protected photo
+    with zipfile.ZipFile(outputs[-1]) as zf:
+        assert sorted(zf.namelist()) == ["a.png", "b.jpg"]
+    with pytest.raises(gr.Error, match="description"):
+        protect_uploads(paths[:1], "  ", 8, model=tiny_noise_model_dir, progress=gr.Progress())
+    with pytest.raises(gr.Error, match="descriptions"):
+        protect_uploads(paths[:3], "one\ntwo", 8, model=tiny_noise_model_dir, progress=gr.Progress())
