@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from t2ue.data import load_fashion_mnist, load_openclipart, role_split
 from t2ue.losses import clip_loss
 from t2ue.metrics import retrieval_metrics
+from t2ue.optim import clip_step, cosine_with_warmup
 from t2ue.surrogates import resolve_text_tower, save_open_clip_folder
 
 CARD = """# Bundled surrogate: MiniLM text tower + tiny ViT image tower (64 px)
@@ -101,10 +102,8 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     n, bs = len(train_captions), recipe["batch_size"]
     steps = recipe["epochs"] * (n // bs)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / recipe["warmup_steps"]) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
+    sched = cosine_with_warmup(opt, recipe["warmup_steps"], steps)
     images = torch.from_numpy(train_images).permute(0, 3, 1, 2)
-    step = 0
     model.train()
     for epoch in range(recipe["epochs"]):
         order = torch.randperm(n)
@@ -115,14 +114,7 @@ def main() -> None:
             img = model.encode_image((x - mean) / std, normalize=True)
             txt = F.normalize(model.text.proj(pooled[idx]), dim=-1)
             loss = clip_loss(img, txt, model.logit_scale.exp(), keys=[train_captions[j] for j in idx.tolist()])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, np.log(100))
-            total += float(loss.detach())
-            step += 1
+            total += clip_step(model, opt, sched, loss)
         print(f"epoch {epoch + 1}/{recipe['epochs']} loss {total / (n // bs):.3f} ({time.time() - t0:.0f}s)", flush=True)
 
     model.eval()

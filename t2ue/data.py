@@ -70,7 +70,7 @@ class PairDataset(Dataset):
             image = _square_rgb(Image.open(image), self.size)
         elif image.shape[0] != self.size:
             image = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0  # a writable copy
         return pixels, self.data.captions[index], index
 
 

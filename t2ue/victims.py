@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .data import ImageTextSet
 from .losses import clip_loss
 from .metrics import retrieval_metrics
+from .optim import clip_step, cosine_with_warmup
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -71,8 +72,7 @@ def train_clip_victim(data: ImageTextSet, recipe: VictimRecipe, seed: int = 0, p
     bs = min(recipe.batch_size, n)
     per_epoch = max(1, n // bs)
     total = recipe.epochs * per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / recipe.warmup_steps) * 0.5 * (1 + np.cos(np.pi * min(s, total) / total)))
+    sched = cosine_with_warmup(opt, recipe.warmup_steps, total)
     tokens = tokenizer(data.captions)
     model.train()
     started, losses = time.time(), []
@@ -84,13 +84,7 @@ def train_clip_victim(data: ImageTextSet, recipe: VictimRecipe, seed: int = 0, p
             img = model.encode_image(_normalise(data.images[idx]), normalize=True)
             txt = model.encode_text(tokens[idx], normalize=True)
             loss = clip_loss(img, txt, model.logit_scale.exp(), keys=[data.captions[j] for j in idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, np.log(100))
-            losses.append(float(loss.detach()))
+            losses.append(clip_step(model, opt, sched, loss))
             bar.update(1)
     bar.close()
     model.eval()
