@@ -73,7 +73,7 @@ class NoiseModel(nn.Module):
         embedding, tokens, mask = self.text_condition(texts)
         return self.generator(embedding, z, tokens=tokens, mask=mask)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, texts: list[str], *, seed: int = 0, mode: str = "sample", batch_size: int = 256) -> torch.Tensor:
         """Noise (N, 3, h, w) for each text; ``class`` mode wraps labels in a template and shares one z."""
         if mode not in MODES:
