@@ -161,11 +161,18 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
     try:
         with os.fdopen(fd, "wb") as handle:
             image.save(handle, format=fmt, **params)
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a normal file respects the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

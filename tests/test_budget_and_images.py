@@ -98,6 +98,7 @@ def test_save_is_atomic_and_keeps_exif(tmp_path):
         assert reread.format == "JPEG" and reread.size == (40, 30)
         assert reread.getexif()[0x0112] == 6
     assert not list(tmp_path.glob("*.part"))
+    assert target.stat().st_mode & 0o044  # readable by others like any file the user saves (umask 022)
 
 
 def test_damaged_file_names_the_file(tmp_path):
