@@ -14,3 +14,16 @@ def test_victim_learns_a_small_set(tiny_pairs):
     metrics = evaluate_clip_victim(model, tokenizer, data)
     assert metrics["t2i_R@1"] >= 0.5 > metrics["random_t2i_R@1"]
     assert log["final_loss"] < np.log(16)
+
+
+def test_both_victim_towers_build_from_their_configs():
+    import torch
+
+    from t2ue.victims import build_victim, victim_config
+
+    for arch in ("victim-vit-tiny", "victim-rn-tiny"):
+        model, tokenizer = build_victim(arch)
+        size = victim_config(arch)["vision_cfg"]["image_size"]
+        image = model.encode_image(torch.rand(2, 3, size, size), normalize=True)
+        text = model.encode_text(tokenizer(["a cat", "a dog"]), normalize=True)
+        assert image.shape == text.shape == (2, 128)
