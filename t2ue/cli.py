@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 from pathlib import Path
 
 import typer
@@ -162,9 +161,6 @@ def train(
                     surrogate_spec=None if surrogate == "default" else surrogate)
     typer.echo(f"noise model saved to {output_dir / 'model'}")
 
-
-def main() -> None:  # pragma: no cover - console entry for `python -m t2ue`
-    sys.exit(app())
 
 
 @app.command()

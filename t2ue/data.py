@@ -258,12 +258,6 @@ def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, 
     raise FileNotFoundError(f"{name_or_path}: not a built-in set ({', '.join(BUILTIN)}) nor a CSV/JSONL file")
 
 
-def split_indices(n: int, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed, seeded train/test split of ``n`` items (sorted index arrays)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_test = int(round(n * test_fraction))
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
-
 
 def _atomic_savez(path: Path, **arrays) -> None:
     tmp = path.with_suffix(".part.npz")

@@ -175,12 +175,6 @@ def _current_umask() -> int:
     return mask
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """An RGB float tensor (3, H, W) in [0, 1] from any PIL image."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
 def psnr(original: Image.Image, protected: Image.Image) -> float:
     """Peak signal-to-noise ratio in dB between two images of the same size (on RGB values)."""
     a = np.asarray(original.convert("RGB"), dtype=np.float64)
