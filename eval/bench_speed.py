@@ -81,15 +81,12 @@ def main() -> None:
         base = np.asarray(Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).resize((4000, 3000)))
         src = Path(tmp) / "photo.jpg"
         Image.fromarray(base).save(src, quality=92)
-        from t2ue.images import apply_noise, load_image, save_image
+        from t2ue.api import protect_file
 
         times = []
         for i in range(3):
             t = time.perf_counter()
-            loaded = load_image(src)
-            delta = t2ue.noise_from_text(["a wide landscape photo of mountains"], size=None)[0]
-            protected = apply_noise(loaded.image, delta)
-            save_image(protected, Path(tmp) / f"out{i}.jpg", format=loaded.format, info=loaded.info)
+            protect_file(src, Path(tmp) / f"out{i}.jpg", "a wide landscape photo of mountains")
             times.append(time.perf_counter() - t)
         protect_s = float(np.median(times))
 

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .budget import parse_epsilon, project_linf
-from .images import apply_noise, load_image
+from .images import apply_noise, load_image, save_image
 from .noise_model import NoiseModel
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 
-__all__ = ["noise_from_text", "apply_noise", "protect", "load_noise_model", "DEFAULT_MODEL_DIR"]
+__all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR"]
 
 
 @lru_cache(maxsize=4)
@@ -72,3 +72,18 @@ def protect(image_or_path: Image.Image | str | os.PathLike, text: str, *,
     image = image_or_path if isinstance(image_or_path, Image.Image) else load_image(image_or_path).image
     noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon)
     return apply_noise(image, noise[0])
+
+
+def protect_file(source: str | os.PathLike, target: str | os.PathLike, text: str, *,
+                 model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
+                 epsilon: float | str | None = None, jpeg_quality: int = 95) -> tuple[Image.Image, Image.Image]:
+    """Protect one photo file into ``target`` (atomically, same format, EXIF and ICC kept).
+
+    Returns the decoded original and the protected image. Deciding whether ``target`` may be written
+    (never over an input) is the caller's job.
+    """
+    loaded = load_image(source)
+    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon)
+    protected = apply_noise(loaded.image, noise[0])
+    save_image(protected, target, format=loaded.format, info=loaded.info, jpeg_quality=jpeg_quality)
+    return loaded.image, protected

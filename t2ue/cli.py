@@ -35,7 +35,7 @@ def noise(
     import numpy as np
 
     from .api import noise_from_text
-    from .images import save_image
+    from .images import noise_levels, save_image
 
     try:
         delta = noise_from_text([text], size=size, model=model, seed=seed, mode=mode, epsilon=epsilon)[0]
@@ -52,8 +52,7 @@ def noise(
         from PIL import Image
 
         bound = float(np.abs(array).max()) or 1.0
-        visual = np.clip(np.rint((array / bound + 1) * 127.5), 0, 255).astype(np.uint8)
-        save_image(Image.fromarray(visual), output)
+        save_image(Image.fromarray(noise_levels(array, bound)), output)
     typer.echo(f"{output}  shape {tuple(delta.shape)}  max |noise| {float(delta.abs().max()) * 255:.2f}/255")
 
 
@@ -83,8 +82,8 @@ def protect(
     jpeg_quality: int = typer.Option(95, help="Quality for JPEG outputs."),
 ) -> None:
     """Protect photos on this machine; each copy keeps its name, size, format and orientation."""
-    from .api import load_noise_model, noise_from_text
-    from .images import ImageError, apply_noise, load_image, psnr, save_image
+    from .api import load_noise_model, protect_file
+    from .images import ImageError, psnr
 
     if (text is None) == (captions is None):
         _err("give exactly one of --text or --captions")
@@ -106,12 +105,9 @@ def protect(
             description = text if text is not None else by_name.get(photo.name)
             if not description:
                 raise ImageError(f"{photo}: no caption for this file in {captions}")
-            loaded = load_image(photo)
-            delta = noise_from_text([description], size=None, model=noise_model, seed=seed, mode=mode,
-                                    epsilon=epsilon)[0]
-            protected = apply_noise(loaded.image, delta)
-            save_image(protected, target, format=loaded.format, info=loaded.info, jpeg_quality=jpeg_quality)
-            typer.echo(f"{target}  PSNR {psnr(loaded.image, protected):.1f} dB")
+            original, protected = protect_file(photo, target, description, model=noise_model, seed=seed, mode=mode,
+                                               epsilon=epsilon, jpeg_quality=jpeg_quality)
+            typer.echo(f"{target}  PSNR {psnr(original, protected):.1f} dB")
         except (ImageError, ValueError, OSError) as err:
             failures += 1
             _err(str(err) if str(photo) in str(err) else f"{photo}: {err}")

@@ -21,9 +21,9 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .api import load_noise_model, noise_from_text  # noqa: E402
+from .api import load_noise_model, noise_from_text, protect_file  # noqa: E402
 from .budget import parse_epsilon  # noqa: E402
-from .images import ImageError, apply_noise, load_image, psnr, save_image, ssim  # noqa: E402
+from .images import ImageError, noise_levels, psnr, ssim  # noqa: E402
 
 ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()
 ZERO_CONTACT_HTML = """
@@ -44,7 +44,7 @@ def noise_payload(text: str, model="default") -> str:
         raise gr.Error("Please type a description of the photo.")
     noise = noise_from_text([text.strip()], size=None, model=model)[0]
     epsilon = load_noise_model(model).epsilon
-    levels = np.clip(np.rint((noise.permute(1, 2, 0).numpy() / epsilon + 1) * 127.5), 0, 255).astype(np.uint8)
+    levels = noise_levels(noise.permute(1, 2, 0).numpy(), epsilon)
     buffer = io.BytesIO()
     Image.fromarray(levels).save(buffer, format="PNG")
     png = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -53,7 +53,7 @@ def noise_payload(text: str, model="default") -> str:
 
 def _amplified(original: Image.Image, protected: Image.Image, epsilon: float) -> Image.Image:
     diff = np.asarray(protected.convert("RGB"), dtype=np.float32) - np.asarray(original.convert("RGB"), dtype=np.float32)
-    return Image.fromarray(np.clip(np.rint(diff / (epsilon * 255) * 127.5 + 127.5), 0, 255).astype(np.uint8))
+    return Image.fromarray(noise_levels(diff / 255, epsilon))
 
 
 def protect_uploads(files, descriptions: str, epsilon_levels: float, model="default", max_mb: float = 25,
@@ -75,15 +75,13 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
         try:
             if path.stat().st_size > max_mb * 1e6:
                 raise ImageError(f"{path.name}: larger than the {max_mb:g} MB limit")
-            loaded = load_image(path)
-            delta = noise_from_text([text], size=None, model=model, epsilon=epsilon)[0]
-            protected = apply_noise(loaded.image, delta)
-            target = save_image(protected, out_dir / path.name, format=loaded.format, info=loaded.info)
+            target = out_dir / path.name
+            original, protected = protect_file(path, target, text, model=model, epsilon=epsilon)
             outputs.append(str(target))
-            gallery += [(loaded.image.convert("RGB"), f"{path.name}: original"),
+            gallery += [(original.convert("RGB"), f"{path.name}: original"),
                         (protected.convert("RGB"), f"{path.name}: protected"),
-                        (_amplified(loaded.image, protected, epsilon), f"{path.name}: noise, amplified")]
-            rows.append([path.name, f"{psnr(loaded.image, protected):.2f}", f"{ssim(loaded.image, protected):.4f}", "ok"])
+                        (_amplified(original, protected, epsilon), f"{path.name}: noise, amplified")]
+            rows.append([path.name, f"{psnr(original, protected):.2f}", f"{ssim(original, protected):.4f}", "ok"])
         except (ImageError, OSError, ValueError) as err:
             message = str(err).replace(str(path), path.name)  # the server's temp folder means nothing to the user
             message = message if message.startswith(path.name) else f"{path.name}: {message}"

@@ -169,6 +169,14 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
     return path
 
 
+def noise_levels(delta: np.ndarray, bound: float) -> np.ndarray:
+    """Signed noise (..., in [-bound, bound]) as uint8 levels, -bound -> 0, 0 -> 127.5, +bound -> 255.
+
+    Used to show noise and to carry it to the browser, which decodes ``(v / 127.5 - 1) * bound``.
+    """
+    return np.clip(np.rint((np.asarray(delta, dtype=np.float32) / bound + 1) * 127.5), 0, 255).astype(np.uint8)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
