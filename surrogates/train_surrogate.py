@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from t2ue.data import load_fashion_mnist, load_openclipart, role_split
 from t2ue.losses import clip_loss
 from t2ue.metrics import retrieval_metrics
-from t2ue.optim import clip_step, cosine_with_warmup
+from t2ue.optim import cosine_with_warmup, update
 from t2ue.surrogates import resolve_text_tower, save_open_clip_folder
 
 CARD = """# Bundled surrogate: MiniLM text tower + tiny ViT image tower (64 px)
@@ -114,7 +114,7 @@ def main() -> None:
             img = model.encode_image((x - mean) / std, normalize=True)
             txt = F.normalize(model.text.proj(pooled[idx]), dim=-1)
             loss = clip_loss(img, txt, model.logit_scale.exp(), keys=[train_captions[j] for j in idx.tolist()])
-            total += clip_step(model, opt, sched, loss)
+            total += update(model, opt, sched, loss)
         print(f"epoch {epoch + 1}/{recipe['epochs']} loss {total / (n // bs):.3f} ({time.time() - t0:.0f}s)", flush=True)
 
     model.eval()

@@ -1,4 +1,4 @@
-"""The ``t2ue`` command line: noise, protect, train."""
+"""The ``t2ue`` command line: noise, protect, train, demo, evaluate, report, verify."""
 
 from __future__ import annotations
 
@@ -130,20 +130,23 @@ def train(
     lr: float = typer.Option(1e-4),
     seed: int = typer.Option(0),
     checkpoint_every: int = typer.Option(250),
-    part: str = typer.Option("provider", help="Built-in sets: which part to train on (provider, victim_train, test, all)."),
+    part: str = typer.Option(None, help="provider, victim_train, test or all; default: provider for the built-in sets, "
+                             "all for your own data."),
     limit_per_set: int = typer.Option(None, help="Keep a seeded sample of at most this many pairs of each set."),
     resume: bool = typer.Option(True, help="Resume from the latest checkpoint in the output folder."),
 ) -> None:
     """Train a text-to-noise generator against a frozen surrogate (CPU, one GPU, or `accelerate launch`)."""
     from .api import DEFAULT_MODEL_DIR
     from .budget import parse_epsilon
-    from .data import load_dataset
+    from .data import BUILTIN, load_dataset
     from .generators import T2UEGenerator, UNetGenerator, build_generator
     from .surrogates import load_surrogate
     from .training import TrainConfig, train_generator
 
     spec = str(DEFAULT_MODEL_DIR / "surrogate") if surrogate == "default" else surrogate
     sur = load_surrogate(spec)
+    if part is None:
+        part = "provider" if all(name in BUILTIN for name in data.split("+")) else "all"
     dataset = load_dataset(data, size=resolution, part=None if part == "all" else part, limit=limit_per_set)
     eps = parse_epsilon(epsilon)
     if generator == UNetGenerator.kind and init_unet:
@@ -170,3 +173,115 @@ def demo(
     from .demo import launch
 
     launch(model=model, host=host, port=port, max_mb=max_mb)
+
+
+def _split_list(text: str | None, kind=str) -> list | None:
+    return None if text is None else [kind(item.strip()) for item in text.split(",") if item.strip()]
+
+
+@app.command()
+def evaluate(
+    config: Path = typer.Option(None, "--config", help="A plan JSON (see eval/configs); flags below override it."),
+    data: str = typer.Option(None, help="openclipart, fashion-mnist, a CSV/JSONL, a Karpathy JSON or an image folder."),
+    method: list[str] = typer.Option(None, "--method", help="Repeatable: none, random, t2ue, t2ue:mode=class, "
+                                     "t2ue:model=FOLDER…"),
+    victim: list[str] = typer.Option(None, "--victim", help="Repeatable: clip:victim-vit-tiny, clip:victim-rn-tiny, "
+                                     "classifier:resnet18, clip-finetune:SURROGATE."),
+    seeds: str = typer.Option(None, help="Comma-separated seeds, e.g. 0,1,2."),
+    epsilons: str = typer.Option(None, help="Comma-separated budgets, e.g. 4/255,8/255,16/255."),
+    fractions: str = typer.Option(None, help="Comma-separated protected shares, e.g. 0,0.2,0.4,0.6,0.8,1."),
+    train_limit: int = typer.Option(None, help="Use a seeded sample of at most this many training pairs."),
+    test_limit: int = typer.Option(None, help="Use a seeded sample of at most this many test pairs."),
+    epochs: int = typer.Option(None, help="Override the victims' epochs."),
+    lr: float = typer.Option(None, help="Override the victims' learning rate."),
+    batch_size: int = typer.Option(None, help="Override the victims' batch size."),
+    out: Path = typer.Option(Path("eval/results/runs"), "-o", "--out", help="Folder for the run JSONs."),
+    skip_existing: bool = typer.Option(True, help="Keep runs already in --out (resume an interrupted sweep)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Train victims from scratch on clean and protected data; write one JSON per run."""
+    from .evaluation import EvalPlan, run_grid
+
+    if config is None and data is None:
+        _err("give --data or --config")
+        raise typer.Exit(2)
+    try:
+        plan = EvalPlan.from_file(config) if config else EvalPlan(dataset=data)
+    except (OSError, ValueError, TypeError) as error:
+        _err(f"{config}: {error}")
+        raise typer.Exit(2) from error
+    overrides = {"dataset": data, "methods": method or None, "victims": victim or None,
+                 "seeds": _split_list(seeds, int), "epsilons": _split_list(epsilons),
+                 "fractions": _split_list(fractions, float), "train_limit": train_limit, "test_limit": test_limit}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(plan, key, value)
+    plan.recipe = {**plan.recipe, **{k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items()
+                                     if v is not None}}
+    try:
+        runs = plan.runs()
+    except ValueError as error:
+        _err(str(error))
+        raise typer.Exit(2) from error
+    typer.echo(f"{len(runs)} runs → {out}")
+    try:
+        results = run_grid(plan, out, skip_existing=skip_existing, device=device)
+    except RuntimeError as error:
+        _err(str(error))
+        raise typer.Exit(1) from error
+    typer.echo(f"{len(results)} runs in {out}; build the tables with: t2ue report {out}")
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., help="A folder of run JSONs written by t2ue evaluate."),
+    out: Path = typer.Option(None, "-o", "--out", help="Where to write results.csv, tables.md and plots "
+                             "(default: RESULTS/report)."),
+    plots: bool = typer.Option(True, help="Draw the plots (needs matplotlib)."),
+) -> None:
+    """Build the CSV, the markdown tables and the plots from a folder of run JSONs."""
+    from .report import RecipeMismatch, write_report
+
+    try:
+        written = write_report(results, out or results / "report", plots=plots)
+    except (FileNotFoundError, RecipeMismatch) as error:
+        _err(str(error))
+        raise typer.Exit(1) from error
+    except ImportError as error:
+        _err(f"plots need matplotlib (pip install 't2ue[eval]'), or pass --no-plots: {error}")
+        raise typer.Exit(1) from error
+    for name, path in written.items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command()
+def verify(
+    model: str = typer.Argument("default", help="Noise model: 'default' or a folder."),
+    data: str = typer.Option("openclipart", help="Your kind of data: a built-in set, CSV/JSONL, Karpathy JSON "
+                             "or image folder."),
+    pairs: int = typer.Option(1000, help="Training pairs for the small victims."),
+    test_pairs: int = typer.Option(500),
+    epochs: int = typer.Option(10),
+    mode: str = typer.Option("sample", help="sample or class."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto"),
+    json_out: Path = typer.Option(None, "--json", help="Also write the summary and both runs here."),
+) -> None:
+    """A few minutes on a CPU: how much a model trained on data protected by NOISE_MODEL still learns."""
+    from .evaluation import verify as run_verify
+
+    try:
+        summary = run_verify(model, data, pairs=pairs, test_pairs=test_pairs, epochs=epochs, seed=seed, mode=mode,
+                             device=device)
+    except (FileNotFoundError, ValueError) as error:
+        _err(str(error))
+        raise typer.Exit(1) from error
+    metric = summary["metric"]
+    typer.echo(f"data: {data} ({summary['train_pairs']} training pairs, {summary['test_images']} clean test images)")
+    typer.echo(f"{metric}: clean {summary['clean']:.3f}, protected {summary['protected']:.3f}, "
+               f"random guess {summary['random']:.3f} → protected/clean {summary['ratio']:.2f}")
+    typer.echo(f"image quality of protected images: PSNR {summary['psnr']:.1f} dB, SSIM {summary['ssim']:.3f}")
+    typer.echo(f"verdict: {summary['verdict']}")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_DIR = Path(os.environ.get("T2UE_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 OPENCLIPART_DIR = Path("/usr/share/openclipart")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
                          "bag", "ankle boot")
@@ -31,11 +32,16 @@ FASHION_TEMPLATES = ("a photo of a {}", "a black and white photo of a {}", "a pr
                      "a small grey picture of a {}", "a catalogue image of a {}")
 DEBIAN_PACKAGES = {"fashion-mnist": ["dataset-fashion-mnist"], "openclipart": ["openclipart-png", "openclipart-svg"]}
 BUILTIN = tuple(DEBIAN_PACKAGES)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 @dataclass
 class ImageTextSet:
-    """Images (N, H, W, 3) uint8 or paths, one caption each, optional integer labels."""
+    """Images (N, H, W, 3) uint8 or paths, one description each, optional labels and extra captions.
+
+    ``captions[i]`` is the description a protector writes for image ``i``; ``caption_sets[i]``, when
+    given, holds every caption of that image (Karpathy-style sets have five), the first being ``captions[i]``.
+    """
 
     images: np.ndarray | list[Path]
     captions: list[str]
@@ -43,6 +49,7 @@ class ImageTextSet:
     class_names: tuple[str, ...] = ()
     name: str = "custom"
     meta: dict = field(default_factory=dict)
+    caption_sets: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -51,8 +58,61 @@ class ImageTextSet:
         indices = np.asarray(indices, dtype=np.int64)
         images = self.images[indices] if isinstance(self.images, np.ndarray) else [self.images[i] for i in indices]
         labels = None if self.labels is None else self.labels[indices]
+        sets = None if self.caption_sets is None else [self.caption_sets[i] for i in indices]
         return ImageTextSet(images, [self.captions[i] for i in indices], labels, self.class_names, self.name,
-                            dict(self.meta))
+                            dict(self.meta), sets)
+
+    def all_captions(self) -> tuple[list[str], np.ndarray]:
+        """Every caption, flattened, and the index of the image each belongs to."""
+        sets = self.caption_sets or [[c] for c in self.captions]
+        flat = [c for captions in sets for c in captions]
+        owner = np.repeat(np.arange(len(sets)), [len(c) for c in sets])
+        return flat, owner
+
+    def with_images(self, images: np.ndarray) -> ImageTextSet:
+        """The same set with other pixels (a protected or transformed copy)."""
+        if len(images) != len(self):
+            raise ValueError(f"{len(images)} images for a set of {len(self)}")
+        return ImageTextSet(images, list(self.captions), self.labels, self.class_names, self.name, dict(self.meta),
+                            self.caption_sets)
+
+    def materialize(self, size: int) -> ImageTextSet:
+        """All images decoded into one uint8 array (N, size, size, 3); files that fail to decode raise
+        an :class:`ImageError`-like ``ValueError`` naming the file."""
+        if isinstance(self.images, np.ndarray):
+            if self.images.shape[1:3] == (size, size):
+                return self
+            return self.with_images(np.stack([_resize(im, size) for im in self.images]))
+        out = np.empty((len(self), size, size, 3), dtype=np.uint8)
+        for i, path in enumerate(self.images):
+            try:
+                with Image.open(path) as image:
+                    image.draft("RGB", (2 * size, 2 * size))
+                    out[i] = _square_rgb(image, size)
+            except (OSError, ValueError, Image.DecompressionBombError) as error:
+                raise ValueError(f"{path}: cannot be read as an image ({error})") from error
+        return self.with_images(out)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def fingerprint(data: ImageTextSet) -> str:
+    """A short hash of a set's pixels (or file names and sizes) and captions: names a cached protection."""
+    digest = hashlib.sha256()
+    if isinstance(data.images, np.ndarray):
+        digest.update(str(data.images.shape).encode())
+        digest.update(np.ascontiguousarray(data.images).tobytes())
+    else:
+        for path in data.images:
+            stat = Path(path).stat()
+            digest.update(f"{path}\x00{stat.st_size}\x00{stat.st_mtime_ns}\x00".encode())
+    for caption in data.captions:
+        digest.update(caption.encode() + b"\x00")
+    if data.labels is not None:
+        digest.update(np.asarray(data.labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
 
 
 class PairDataset(Dataset):
@@ -69,7 +129,7 @@ class PairDataset(Dataset):
         if not isinstance(image, np.ndarray):
             image = _square_rgb(Image.open(image), self.size)
         elif image.shape[0] != self.size:
-            image = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
+            image = _resize(image, self.size)
         pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0  # a writable copy
         return pixels, self.data.captions[index], index
 
@@ -131,7 +191,8 @@ def load_fashion_mnist(size: int = 64, seed: int = 0) -> ImageTextSet:
     rng = np.random.default_rng(seed)
     templates = rng.integers(0, len(FASHION_TEMPLATES), size=len(labels))
     captions = [FASHION_TEMPLATES[t].format(FASHION_MNIST_CLASSES[c]) for t, c in zip(templates, labels)]
-    return ImageTextSet(images, captions, labels, FASHION_MNIST_CLASSES, "fashion-mnist", {"size": size})
+    return ImageTextSet(images, captions, labels, FASHION_MNIST_CLASSES, "fashion-mnist",
+                        {"size": size, "templates": FASHION_TEMPLATES})
 
 
 _NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#"}
@@ -226,6 +287,55 @@ def load_pairs_file(path: str | os.PathLike) -> ImageTextSet:
     return ImageTextSet(images, captions, labels, (), path.stem)
 
 
+def load_karpathy(path: str | os.PathLike, image_root: str | os.PathLike | None = None) -> ImageTextSet:
+    """A Karpathy-style split file (``dataset_flickr8k.json``, ``dataset_coco.json``…): every caption kept.
+
+    Images are looked for under ``image_root`` (default: the JSON's folder, then its ``images/``
+    sub-folder), at ``filepath/filename`` when the entry has a ``filepath`` (MSCOCO). The published
+    split of each image is kept in ``meta["split"]`` and used by :func:`load_dataset`'s ``part``.
+    """
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())["images"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a Karpathy-style split file (needs an 'images' list)") from error
+    roots = [Path(image_root)] if image_root else [path.parent, path.parent / "images"]
+    root = next((r for r in roots if entries and (r / entries[0].get("filepath", "") / entries[0]["filename"]).exists()),
+                roots[0])
+    images, sets, splits = [], [], []
+    for entry in entries:
+        captions = [" ".join(s["raw"].split()) for s in entry.get("sentences", []) if s.get("raw", "").strip()]
+        if not captions:
+            continue
+        images.append(root / entry.get("filepath", "") / entry["filename"])
+        sets.append(captions)
+        splits.append(entry.get("split", "train"))
+    if not images:
+        raise ValueError(f"{path}: no image with a caption")
+    return ImageTextSet(images, [c[0] for c in sets], name=path.stem.removeprefix("dataset_"),
+                        meta={"split": splits, "source": str(path)}, caption_sets=sets)
+
+
+def load_image_folder(path: str | os.PathLike) -> ImageTextSet:
+    """Every image under a folder. Caption: a ``.txt`` file of the same name, else the file name.
+    Label: the first sub-folder an image lies in (``folder/cat/x.jpg`` is a ``cat``), when all have one."""
+    path = Path(path)
+    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if not files:
+        raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    captions = []
+    for file in files:
+        sidecar = file.with_suffix(".txt")
+        text = sidecar.read_text(errors="replace").strip() if sidecar.is_file() else ""
+        captions.append(" ".join(text.split()) or re.sub(r"[_\-]+", " ", file.stem).strip())
+    groups = [f.relative_to(path).parts[0] if len(f.relative_to(path).parts) > 1 else None for f in files]
+    if all(groups):
+        names = sorted(set(groups))
+        labels = np.array([names.index(g) for g in groups], dtype=np.int64)
+        return ImageTextSet(files, captions, labels, tuple(names), path.name)
+    return ImageTextSet(files, captions, name=path.name)
+
+
 def concat(sets: list[ImageTextSet]) -> ImageTextSet:
     """One set from several with in-memory images of the same size (labels are dropped)."""
     if len(sets) == 1:
@@ -234,34 +344,55 @@ def concat(sets: list[ImageTextSet]) -> ImageTextSet:
                         name="+".join(s.name for s in sets))
 
 
+KARPATHY_PARTS = {"provider": ("val",), "victim_train": ("train", "restval"), "test": ("test",)}
+
+
+def part_indices(data: ImageTextSet, part: str, seed: int = 0) -> np.ndarray:
+    """Indices of one role: the published split for Karpathy sets, else the seeded :func:`role_split`."""
+    if part not in ROLES:
+        raise ValueError(f"part must be one of {tuple(ROLES)}, got {part!r}")
+    if "split" in data.meta:
+        return np.flatnonzero(np.isin(data.meta["split"], KARPATHY_PARTS[part]))
+    return role_split(len(data), seed)[part]
+
+
 def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, limit: int | None = None,
                  **kwargs) -> ImageTextSet:
-    """A built-in set by name, a CSV / JSONL file by path, or several joined with ``+``.
+    """A built-in set by name, a CSV / JSONL pair file, a Karpathy JSON, an image folder, or several
+    built-in sets joined with ``+``.
 
-    ``part`` selects one of :data:`ROLES` of the built-in sets (user files are used whole); ``limit``
-    keeps a seeded random sample of at most that many items of each set.
+    ``part`` selects one of :data:`ROLES` (fixed and seeded; Karpathy sets keep their published split);
+    ``limit`` keeps a seeded random sample of at most that many items.
     """
-    if "+" in name_or_path:
+    if "+" in name_or_path and not Path(name_or_path).exists():
         return concat([load_dataset(n, size, part=part, limit=limit) for n in name_or_path.split("+")])
-    if (part is not None and name_or_path in BUILTIN) or limit is not None:
+    if part is not None or limit is not None:
         data = load_dataset(name_or_path, size, **kwargs)
-        keep = role_split(len(data))[part] if part is not None and name_or_path in BUILTIN else np.arange(len(data))
+        keep = part_indices(data, part) if part is not None else np.arange(len(data))
         if limit is not None and len(keep) > limit:
             keep = np.sort(np.random.default_rng(0).choice(keep, limit, replace=False))
-        return data.subset(keep)
+        subset = data.subset(keep)
+        subset.meta.pop("split", None)
+        subset.meta.update(part=part, limit=limit)
+        return subset
     if name_or_path == "fashion-mnist":
         return load_fashion_mnist(size, **kwargs)
     if name_or_path == "openclipart":
         return load_openclipart(size, **kwargs)
-    if Path(name_or_path).is_file():
-        return load_pairs_file(name_or_path)
-    raise FileNotFoundError(f"{name_or_path}: not a built-in set ({', '.join(BUILTIN)}) nor a CSV/JSONL file")
-
+    path = Path(name_or_path)
+    if path.is_dir():
+        return load_image_folder(path)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return load_karpathy(path, **kwargs)
+    if path.is_file():
+        return load_pairs_file(path)
+    raise FileNotFoundError(f"{name_or_path}: not a built-in set ({', '.join(BUILTIN)}), a CSV/JSONL file, "
+                            "a Karpathy JSON nor an image folder")
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
     tmp = path.with_suffix(".part.npz")
-    np.savez(tmp, **arrays)
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
 
 

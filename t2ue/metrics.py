@@ -57,3 +57,18 @@ def retrieval_metrics(image_features: torch.Tensor | np.ndarray, text_features: 
 def accuracy(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
     """Top-1 accuracy."""
     return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
+
+
+def headline(metrics: dict[str, float]) -> tuple[str, float, float]:
+    """The one number a verdict or plot uses, and its random-guess value.
+
+    Classifier: accuracy. CLIP: mean of image-to-text and text-to-image R@10, unless most test captions
+    repeat (Fashion-MNIST's are class names in templates), where per-image retrieval means nothing and
+    zero-shot accuracy over the class names is used instead.
+    """
+    if "accuracy" in metrics:
+        return "accuracy", metrics["accuracy"], metrics["random_accuracy"]
+    if metrics.get("distinct_caption_fraction", 1.0) < 0.5 and "zeroshot_accuracy" in metrics:
+        return "zeroshot_accuracy", metrics["zeroshot_accuracy"], metrics["random_zeroshot_accuracy"]
+    return ("R@10", (metrics["i2t_R@10"] + metrics["t2i_R@10"]) / 2,
+            (metrics["random_i2t_R@10"] + metrics["random_t2i_R@10"]) / 2)

@@ -1,4 +1,4 @@
-"""The optimiser pieces shared by every CLIP trained from scratch here (victims and the surrogate)."""
+"""The optimiser pieces shared by every model trained here from scratch (victims and the surrogate)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int, tota
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def clip_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, loss: torch.Tensor) -> float:
-    """One update of a CLIP model; the learned temperature is kept at most 100, as in CLIP."""
+def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, loss: torch.Tensor) -> float:
+    """One optimiser step; a CLIP's learned temperature (``logit_scale``) is kept at most 100, as in CLIP."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     scheduler.step()
-    with torch.no_grad():
-        model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+    if hasattr(model, "logit_scale"):
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
     return float(loss.detach())

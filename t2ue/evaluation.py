@@ -1,0 +1,294 @@
+"""The evaluator: protect a training split, train a victim from scratch on it, measure it on clean test data.
+
+One run = one dataset, one protection method (budget, protected fraction), one victim recipe, one
+seed; it writes one JSON. :func:`run_grid` expands a plan (a JSON file under ``eval/configs``) into runs,
+skipping those already written, so an interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .budget import parse_epsilon
+from .data import ImageTextSet, cache_dir, fingerprint, load_dataset
+from .methods import Noise, ProtectionMethod, parse_method
+from .metrics import headline
+from .victims import VictimRecipe, evaluate_victim, train_victim
+
+RUN_FORMAT = "t2ue-eval-run/1"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one evaluation run depends on."""
+
+    dataset: str
+    method: str = "none"
+    victim: VictimRecipe = field(default_factory=VictimRecipe)
+    seed: int = 0
+    epsilon: str = "8/255"
+    fraction: float = 1.0
+    train_limit: int | None = None
+    test_limit: int | None = None
+    size: int = 64
+
+    def __post_init__(self):
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"protected fraction must be in [0, 1], got {self.fraction}")
+        spec = parse_method(self.method).spec()
+        object.__setattr__(self, "method", spec)
+        if spec == "none":  # the clean row: no budget, nothing protected
+            object.__setattr__(self, "epsilon", "0")
+            object.__setattr__(self, "fraction", 1.0)
+        else:
+            parse_epsilon(self.epsilon)  # a clear error for a malformed budget, before any work
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "victim": self.victim.as_dict()}
+
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        name = Path(self.dataset).stem if os.sep in self.dataset else self.dataset
+        parts = [name, self.method.split(":")[0], *(["class"] if "mode=class" in self.method else []),
+                 Path(self.victim.arch).stem, f"eps{self.epsilon}", f"frac{self.fraction:g}", f"seed{self.seed}", digest]
+        return re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(parts))
+
+
+@lru_cache(maxsize=4)
+def load_split(dataset: str, size: int, train_limit: int | None, test_limit: int | None,
+               ) -> tuple[ImageTextSet, ImageTextSet]:
+    """The victim_train and test parts of a set, decoded at ``size`` (kept for the next run)."""
+    train = load_dataset(dataset, size, part="victim_train", limit=train_limit).materialize(size)
+    test = load_dataset(dataset, size, part="test", limit=test_limit).materialize(size)
+    if not len(train) or not len(test):
+        raise ValueError(f"{dataset}: empty split (victim_train {len(train)}, test {len(test)})")
+    return train, test
+
+
+def method_noise(method: ProtectionMethod, data: ImageTextSet, epsilon: float, seed: int,
+                 use_cache: bool = True) -> tuple[Noise, bool]:
+    """A method's noise for a set, from the cache when this exact noise was made before."""
+    key = hashlib.sha256(f"{method.fingerprint()}|{epsilon!r}|{seed}".encode()).hexdigest()[:16]
+    path = cache_dir() / "protection" / f"{fingerprint(data)}-{key}.npz"
+    if use_cache and method.cacheable and path.is_file():
+        with np.load(path) as saved:
+            return Noise(saved["levels"], saved["index"], float(saved["seconds"]), int(saved["gradient_steps"])), True
+    noise = method.noise(data, epsilon, seed)
+    if use_cache and method.cacheable:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        os.close(handle)
+        np.savez_compressed(tmp, levels=noise.levels, index=noise.index, seconds=noise.seconds,
+                            gradient_steps=noise.gradient_steps)
+        os.replace(tmp, path)
+    return noise, False
+
+
+def protected_indices(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Which training images the owners protected: a seeded random ``fraction`` of them."""
+    count = int(round(fraction * n))
+    return np.sort(np.random.default_rng([seed, 0xF4AC]).choice(n, count, replace=False))
+
+
+def image_quality(original: np.ndarray, protected: np.ndarray, max_ssim_images: int = 500) -> dict:
+    """Mean PSNR (dB) over the changed images and mean SSIM over a sample of them."""
+    from skimage.metrics import structural_similarity
+
+    if not len(original):
+        return {"psnr": None, "ssim": None}  # nothing was changed
+    diff = original.astype(np.float64) - protected
+    mse = (diff**2).reshape(len(original), -1).mean(axis=1)
+    changed = mse > 0
+    psnr = round(float(np.mean(10 * np.log10(255.0**2 / mse[changed]))), 3) if changed.any() else None
+    step = max(1, len(original) // max_ssim_images)
+    ssim = [structural_similarity(a, b, channel_axis=2, data_range=255) for a, b in
+            zip(original[::step], protected[::step])]
+    return {"psnr": psnr, "ssim": round(float(np.mean(ssim)), 5)}
+
+
+def protect_split(data: ImageTextSet, method: ProtectionMethod, epsilon: float, seed: int, fraction: float,
+                  use_cache: bool = True) -> tuple[ImageTextSet, dict]:
+    """The training set as the exploiter scrapes it: a ``fraction`` of it protected by ``method``."""
+    noise, cached = method_noise(method, data, epsilon, seed, use_cache)
+    chosen = protected_indices(len(data), 0.0 if method.name == "none" else fraction, seed)
+    images = noise.apply(data.images, chosen)
+    info = {
+        "spec": method.spec(), "needs_photo": method.needs_photo, "cached": cached,
+        "protected_images": int(len(chosen)), "distinct_patterns": int(len(noise.levels)),
+        "generation_seconds": round(noise.seconds, 3),
+        "generation_seconds_per_image": round(noise.seconds / max(1, len(data)), 6),
+        "gradient_steps_per_image": noise.gradient_steps / max(1, len(data)),
+        **image_quality(data.images[chosen], images[chosen]),
+    }
+    return data.with_images(images), info
+
+
+def _versions() -> dict:
+    from . import __version__
+
+    versions = {"t2ue": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    try:
+        import open_clip
+
+        versions["open_clip"] = open_clip.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _machine(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA)"
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.part")
+    with os.fdopen(handle, "w") as out:
+        json.dump(payload, out, indent=2)
+    os.replace(tmp, path)
+
+
+def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip_existing: bool = False,
+            device: str = "auto", progress: bool = True, use_cache: bool = True) -> dict:
+    """Protect, train, evaluate; return the result (and write ``OUT_DIR/RUN_ID.json`` when given)."""
+    path = Path(out_dir) / f"{config.run_id()}.json" if out_dir is not None else None
+    if skip_existing and path is not None and path.is_file():
+        return json.loads(path.read_text())
+    started = time.time()
+    train, test = load_split(config.dataset, config.size, config.train_limit, config.test_limit)
+    if config.victim.kind == "classifier" and train.labels is None:
+        raise ValueError(f"{config.dataset}: a classifier victim needs labels, and this set has none")
+    method = parse_method(config.method)
+    epsilon = 0.0 if config.method == "none" else parse_epsilon(config.epsilon)
+    scraped, protection = protect_split(train, method, epsilon, config.seed, config.fraction, use_cache)
+    model, log = train_victim(scraped, config.victim, seed=config.seed, device=device, progress=progress)
+    eval_started = time.time()
+    metrics = evaluate_victim(model, config.victim, test)
+    result = {
+        "format": RUN_FORMAT,
+        "run_id": config.run_id(),
+        "config": config.as_dict(),
+        "dataset": {"name": config.dataset, "train_pairs": len(train), "test_images": len(test),
+                    "test_captions": len(test.all_captions()[0]), "classes": len(test.class_names),
+                    "train_fingerprint": fingerprint(train), "test_fingerprint": fingerprint(test),
+                    "split": "victim_train / test parts (t2ue.data.part_indices, seed 0)"},
+        "protection": protection,
+        "victim": {**config.victim.as_dict(), **log},
+        "metrics": metrics,
+        "headline": dict(zip(("metric", "value", "random"), headline(metrics))),
+        "timings": {"total_seconds": round(time.time() - started, 1), "train_seconds": log["train_seconds"],
+                    "eval_seconds": round(time.time() - eval_started, 1)},
+        "machine": _machine(log["device"]),
+        "versions": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if path is not None:
+        _write_json(path, result)
+    return result
+
+
+@dataclass
+class EvalPlan:
+    """A sweep: every victim × seed × method × budget × protected fraction on one dataset."""
+
+    dataset: str
+    methods: list[str] = field(default_factory=lambda: ["none", "random", "t2ue"])
+    victims: list[str] = field(default_factory=lambda: ["clip:victim-vit-tiny"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    epsilons: list[str] = field(default_factory=lambda: ["8/255"])
+    fractions: list[float] = field(default_factory=lambda: [1.0])
+    train_limit: int | None = None
+    test_limit: int | None = None
+    size: int = 64
+    recipe: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> EvalPlan:
+        data = json.loads(Path(path).read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__) - {"description"}
+        if unknown:
+            raise ValueError(f"{path}: unknown plan keys {sorted(unknown)}")
+        data.pop("description", None)
+        return cls(**data)
+
+    def runs(self) -> list[RunConfig]:
+        """The plan's runs, one recipe per victim (so the clean and protected rows share it)."""
+        runs = []
+        for victim_spec in self.victims:
+            victim = VictimRecipe.parse(victim_spec, **self.recipe)
+            for seed in self.seeds:
+                for method in self.methods:
+                    if parse_method(method).spec() == "none":
+                        runs.append(RunConfig(self.dataset, method, victim, seed, train_limit=self.train_limit,
+                                              test_limit=self.test_limit, size=self.size))
+                        continue
+                    for epsilon in self.epsilons:
+                        for fraction in self.fractions:
+                            if fraction > 0:  # 0 % protected is the clean row
+                                runs.append(RunConfig(self.dataset, method, victim, seed, epsilon, fraction,
+                                                      self.train_limit, self.test_limit, self.size))
+        return list(dict.fromkeys(runs))
+
+
+def run_grid(plan: EvalPlan, out_dir: str | os.PathLike, *, skip_existing: bool = True, device: str = "auto",
+             progress: bool = True) -> list[dict]:
+    """Run (or pick up) every run of a plan; a failing run is reported and the others go on."""
+    results, failures = [], []
+    runs = plan.runs()
+    bar = tqdm(runs, desc="evaluate", disable=not progress)
+    for config in bar:
+        bar.set_postfix_str(config.run_id()[:60])
+        try:
+            results.append(run_one(config, out_dir, skip_existing=skip_existing, device=device, progress=progress))
+        except (ValueError, FileNotFoundError, RuntimeError) as error:
+            failures.append(f"{config.run_id()}: {error}")
+            tqdm.write(f"run failed: {config.run_id()}: {error}")
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(runs)} runs failed:\n" + "\n".join(failures))
+    return results
+
+
+VERDICTS = ((0.3, "strong: a model trained on protected data keeps at most 30 % of what clean data teaches"),
+            (0.6, "partial: protected data still teaches a model a good part of what clean data does"),
+            (float("inf"), "weak: a model learns nearly as much from the protected data as from clean data"))
+
+
+def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_pairs: int = 500, epochs: int = 10,
+           seed: int = 0, mode: str = "sample", device: str = "auto", progress: bool = True) -> dict:
+    """How protective a noise model is on a kind of data: a small victim CLIP trained on clean and on
+    protected pairs with one recipe, compared on clean test pairs."""
+    from .api import load_noise_model
+
+    bound = load_noise_model(model).epsilon
+    levels = bound * 255
+    epsilon = f"{round(levels)}/255" if abs(levels - round(levels)) < 1e-6 else repr(bound)
+    recipe = VictimRecipe.for_kind("clip", epochs=epochs)
+    clean = run_one(RunConfig(dataset, "none", recipe, seed, train_limit=pairs, test_limit=test_pairs),
+                    device=device, progress=progress)
+    protected = run_one(RunConfig(dataset, f"t2ue:model={model},mode={mode}", recipe, seed, epsilon, 1.0, pairs,
+                                  test_pairs), device=device, progress=progress)
+    metric, clean_value, guess = headline(clean["metrics"])
+    protected_value = headline(protected["metrics"])[1]
+    ratio = protected_value / clean_value if clean_value > 0 else float("nan")
+    verdict = next(text for bound, text in VERDICTS if ratio <= bound) if clean_value > guess else (
+        "inconclusive: the clean victim itself did not beat random guessing; use more pairs or epochs")
+    return {"metric": metric, "clean": clean_value, "protected": protected_value, "random": guess, "ratio": ratio,
+            "verdict": verdict, "train_pairs": clean["dataset"]["train_pairs"],
+            "test_images": clean["dataset"]["test_images"], "psnr": protected["protection"]["psnr"],
+            "ssim": protected["protection"]["ssim"], "runs": [clean, protected]}

@@ -1,0 +1,168 @@
+"""Protection methods for the evaluator: a registry that turns a training set into per-image noise.
+
+A method returns :class:`Noise`: a few distinct perturbations and, for every image, which one it gets.
+Sample-wise methods have one pattern per image (or per distinct description), class-wise ones one per
+label. Noise is kept as signed integer levels (``round(delta * 255)``): for uint8 images,
+``clip(x + level)`` is exactly the quantise-after-adding rule, and the levels cache compactly.
+
+Later methods register themselves with :func:`register_method`; a spec such as
+``t2ue:mode=class,model=runs/x/model`` names a method and its parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .data import ImageTextSet
+
+
+@dataclass
+class Noise:
+    """Integer noise levels (U, H, W, 3) int8 and the pattern index (N,) of every image."""
+
+    levels: np.ndarray
+    index: np.ndarray
+    seconds: float = 0.0
+    gradient_steps: int = 0
+
+    def apply(self, images: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """A protected copy of uint8 ``images`` (N, H, W, 3); only rows in ``which`` (default all) change."""
+        which = np.arange(len(images)) if which is None else np.asarray(which, dtype=np.int64)
+        if self.levels.shape[1:] != images.shape[1:]:
+            raise ValueError(f"noise of shape {self.levels.shape[1:]} for images of shape {images.shape[1:]}")
+        out = images.copy()
+        for start in range(0, len(which), 1024):
+            rows = which[start : start + 1024]
+            work = images[rows].astype(np.int16) + self.levels[self.index[rows]]
+            out[rows] = np.clip(work, 0, 255).astype(np.uint8)
+        return out
+
+
+def to_levels(delta: np.ndarray) -> np.ndarray:
+    """Signed noise in [0, 1] units (…, H, W, 3) to int8 levels of 1/255."""
+    return np.clip(np.rint(np.asarray(delta, dtype=np.float32) * 255.0), -127, 127).astype(np.int8)
+
+
+class ProtectionMethod:
+    """One way to protect a training set. ``needs_photo``: does it have to see the pixels?"""
+
+    name: ClassVar[str]
+    needs_photo: ClassVar[bool] = False
+    cacheable: ClassVar[bool] = True
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, **params):
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"method {self.name!r} takes {sorted(self.defaults) or 'no parameters'}, "
+                             f"not {sorted(unknown)}")
+        self.params = {**self.defaults, **params}
+
+    def spec(self) -> str:
+        """The canonical spec string (parameters sorted, defaults included)."""
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.name}:{args}" if args else self.name
+
+    def fingerprint(self) -> str:
+        """What a cached noise depends on besides the data, budget and seed."""
+        return self.spec()
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        raise NotImplementedError
+
+
+METHODS: dict[str, type[ProtectionMethod]] = {}
+
+
+def register_method(cls: type[ProtectionMethod]) -> type[ProtectionMethod]:
+    """Class decorator: make a method available to the evaluator under ``cls.name``."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def parse_method(spec: str) -> ProtectionMethod:
+    """``name`` or ``name:key=value,key=value`` to a method instance."""
+    name, _, args = spec.partition(":")
+    if name not in METHODS:
+        raise ValueError(f"unknown protection method {name!r}; known: {', '.join(sorted(METHODS))}")
+    params = {}
+    for item in filter(None, args.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"method parameter {item!r} in {spec!r} is not key=value")
+        params[key.strip()] = value.strip()
+    return METHODS[name](**params)
+
+
+@register_method
+class NoProtection(ProtectionMethod):
+    """The clean row: images as scraped."""
+
+    name = "none"
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        return Noise(np.zeros((1, *data.images.shape[1:]), np.int8), np.zeros(len(data), np.int64))
+
+
+@register_method
+class UniformNoise(ProtectionMethod):
+    """Uniform random noise in [-eps, eps], independent per pixel and image: the "is it just noise?" row."""
+
+    name = "random"
+    cacheable = False
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        rng = np.random.default_rng([seed, 0x5EED])
+        delta = rng.uniform(-epsilon, epsilon, size=data.images.shape).astype(np.float32)
+        return Noise(to_levels(delta), np.arange(len(data)))
+
+
+@register_method
+class T2UENoise(ProtectionMethod):
+    """Noise from the description alone, by a noise model (``model``: default or a folder).
+
+    ``mode=sample``: one pattern per distinct description (its seed follows the text);
+    ``mode=class``: one pattern per label, from the class name in a fixed template.
+    """
+
+    name = "t2ue"
+    defaults = {"model": "default", "mode": "sample"}
+
+    def fingerprint(self) -> str:
+        from .api import DEFAULT_MODEL_DIR
+
+        folder = DEFAULT_MODEL_DIR if self.params["model"] == "default" else Path(self.params["model"])
+        digest = hashlib.sha256(self.params["mode"].encode())
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and file.suffix in (".json", ".safetensors"):
+                digest.update(file.relative_to(folder).as_posix().encode() + file.read_bytes())
+        return f"t2ue:{self.params['mode']}:{digest.hexdigest()[:16]}"
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        from .api import noise_from_text
+
+        mode = self.params["mode"]
+        if mode == "class":
+            if data.labels is None:
+                raise ValueError(f"class-wise t2ue noise needs labels; the set {data.name!r} has none")
+            texts, index = list(data.class_names), np.asarray(data.labels, dtype=np.int64)
+        elif mode == "sample":
+            texts, index = np.unique(np.asarray(data.captions, dtype=object), return_inverse=True)
+            texts = [str(t) for t in texts]
+        else:
+            raise ValueError(f"t2ue mode must be sample or class, got {mode!r}")
+        started = time.perf_counter()
+        size = data.images.shape[1]
+        levels = []
+        for start in range(0, len(texts), 512):
+            noise = noise_from_text(texts[start : start + 512], size=size, model=self.params["model"], seed=seed,
+                                    mode=mode, epsilon=epsilon)
+            levels.append(to_levels(noise.permute(0, 2, 3, 1).numpy()))
+        return Noise(np.concatenate(levels), np.asarray(index, dtype=np.int64).reshape(-1),
+                     seconds=time.perf_counter() - started)

@@ -1,0 +1,250 @@
+"""Tables and plots from a folder of run JSONs (``t2ue report``): CSV, markdown, PNG.
+
+Runs are compared only within one table: same dataset split, same victim recipe. Every table has a
+random-guess row and a clean row; protected rows show mean ± std over seeds and their ratio to clean.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .budget import parse_epsilon
+from .evaluation import RUN_FORMAT
+from .metrics import headline
+
+RETRIEVAL = [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)]
+
+
+class RecipeMismatch(ValueError):
+    """Rows trained with different victim recipes (or on different data) were put in one table."""
+
+
+def load_results(folder: str | os.PathLike) -> list[dict]:
+    """Every run JSON under ``folder`` (other JSON files are ignored)."""
+    results = []
+    for path in sorted(Path(folder).rglob("*.json")):
+        try:
+            payload = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(payload, dict) and payload.get("format") == RUN_FORMAT:
+            results.append(payload)
+    return results
+
+
+def _table_key(result: dict) -> tuple:
+    victim = result["config"]["victim"]
+    data = result["dataset"]
+    return (data["name"], data["train_fingerprint"], data["test_fingerprint"], json.dumps(victim, sort_keys=True))
+
+
+def _row_key(result: dict) -> tuple[str, str, float]:
+    config = result["config"]
+    return config["method"], config["epsilon"], float(config["fraction"])
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+class Table:
+    """One comparison: rows (method, budget, fraction) × metric columns, aggregated over seeds."""
+
+    def __init__(self, results: list[dict]):
+        keys = {_table_key(r) for r in results}
+        if len(keys) > 1:
+            differing = sorted({k for a in results for b in results for k in a["config"]["victim"]
+                                if a["config"]["victim"][k] != b["config"]["victim"].get(k)})
+            raise RecipeMismatch("one table needs one victim recipe and one data split; these runs differ in "
+                                 f"{', '.join(differing) or 'their data'}")
+        if not results:
+            raise ValueError("no runs")
+        self.results = results
+        first = results[0]
+        self.dataset = first["dataset"]
+        self.victim = first["config"]["victim"]
+        self.kind = self.victim["kind"]
+        self.metric = headline(first["metrics"])[0]
+        rows = defaultdict(list)
+        for result in results:
+            rows[_row_key(result)].append(result)
+        self.rows = dict(sorted(rows.items(), key=lambda item: (item[0][0] != "none", item[0])))
+        clean = self.rows.get(("none", "0", 1.0))
+        self.clean = _mean_std([headline(r["metrics"])[1] for r in clean])[0] if clean else None
+
+    @property
+    def title(self) -> str:
+        return f"{self.dataset['name']} — {self.victim['kind']}:{self.victim['arch']}"
+
+    @property
+    def slug(self) -> str:
+        name = f"{self.dataset['name']}-{self.victim['kind']}-{Path(self.victim['arch']).stem}"
+        return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+
+    def columns(self) -> list[str]:
+        metrics = self.results[0]["metrics"]
+        if self.kind == "classifier":
+            return ["accuracy"]
+        columns = list(RETRIEVAL)
+        if "zeroshot_accuracy" in metrics:
+            columns.append("zeroshot_accuracy")
+        return columns
+
+    def records(self) -> list[dict]:
+        """Rows as dicts: label, per-column (mean, std), ratio of the headline to clean, quality, seeds."""
+        first = self.results[0]["metrics"]
+        guess = {c: (first.get(f"random_{c}", float("nan")), 0.0) for c in self.columns()}
+        out = [{"row": "random guess", "values": guess, "ratio": None, "psnr": None, "ssim": None, "seeds": ""}]
+        for (method, epsilon, fraction), runs in self.rows.items():
+            label = "clean (none)" if method == "none" else f"{method} ε={epsilon}" + (
+                f" {fraction:.0%} protected" if fraction < 1 else "")
+            values = {c: _mean_std([r["metrics"].get(c) for r in runs]) for c in self.columns()}
+            value = _mean_std([headline(r["metrics"])[1] for r in runs])[0]
+            out.append({
+                "row": label, "method": method, "epsilon": epsilon, "fraction": fraction, "values": values,
+                "headline": value, "ratio": value / self.clean if self.clean else None,
+                "psnr": _mean_std([r["protection"]["psnr"] for r in runs])[0],
+                "ssim": _mean_std([r["protection"]["ssim"] for r in runs])[0],
+                "seeds": ",".join(str(r["config"]["seed"]) for r in sorted(runs, key=lambda r: r["config"]["seed"])),
+                "gen_s_per_image": _mean_std([r["protection"]["generation_seconds_per_image"] for r in runs])[0],
+            })
+        return out
+
+    def markdown(self) -> str:
+        columns = self.columns()
+        v = self.victim
+        machines = sorted({r["machine"] for r in self.results})
+        lines = [f"### {self.title}", "",
+                 f"Victim recipe: {v['kind']} `{v['arch']}`, {v['epochs']} epochs, batch {v['batch_size']}, "
+                 f"AdamW lr {v['lr']:g}, weight decay {v['weight_decay']:g}, warm-up {v['warmup_steps']} steps. "
+                 f"Train {self.dataset['train_pairs']} pairs, test {self.dataset['test_images']} images / "
+                 f"{self.dataset['test_captions']} captions. Ran on {'; '.join(machines)}.", "",
+                 "| training data | " + " | ".join(columns) + f" | {self.metric} / clean | PSNR dB | SSIM | seeds |",
+                 "|---" * (len(columns) + 5) + "|"]
+        for rec in self.records():
+            cells = []
+            for c in columns:
+                mean, std = rec["values"][c]
+                cells.append("—" if np.isnan(mean) else (f"{mean:.3f}" if not std else f"{mean:.3f} ± {std:.3f}"))
+            ratio = "—" if rec["ratio"] is None else f"{rec['ratio']:.2f}"
+            psnr = "—" if rec["psnr"] is None or np.isnan(rec["psnr"]) else f"{rec['psnr']:.1f}"
+            ssim = "—" if rec["ssim"] is None or np.isnan(rec["ssim"]) else f"{rec['ssim']:.3f}"
+            lines.append(f"| {rec['row']} | " + " | ".join(cells) + f" | {ratio} | {psnr} | {ssim} | {rec['seeds']} |")
+        return "\n".join(lines)
+
+
+def tables(results: list[dict]) -> list[Table]:
+    """One table per (data split, victim recipe)."""
+    groups = defaultdict(list)
+    for result in results:
+        groups[_table_key(result)].append(result)
+    return [Table(runs) for _, runs in sorted(groups.items())]
+
+
+def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
+    """One row per run: configuration, protection, metrics and timings, flattened."""
+    rows = []
+    for r in results:
+        row = {"run_id": r["run_id"], "dataset": r["dataset"]["name"], "method": r["config"]["method"],
+               "epsilon": r["config"]["epsilon"], "fraction": r["config"]["fraction"], "seed": r["config"]["seed"],
+               **{f"victim_{k}": v for k, v in r["config"]["victim"].items()},
+               **{f"protection_{k}": v for k, v in r["protection"].items()},
+               **r["metrics"], "train_seconds": r["timings"]["train_seconds"], "machine": r["machine"]}
+        rows.append(row)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def plot_table(table: Table, out_dir: Path) -> list[Path]:
+    """R@10 (or accuracy) against protected fraction and against ε, and clean vs protected bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in table.records() if r.get("method")]
+    guess_value = headline(table.results[0]["metrics"])[2]
+    written = []
+    series = defaultdict(list)
+    for r in records:
+        if r["method"] != "none":
+            series[(r["method"], r["epsilon"])].append((r["fraction"], r["headline"]))
+    if table.clean is not None and any(len(points) > 1 for points in series.values()):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for (method, epsilon), points in sorted(series.items()):
+            points = sorted([(0.0, table.clean), *points])
+            ax.plot([100 * f for f, _ in points], [v for _, v in points], marker="o", label=f"{method} ε={epsilon}")
+        ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
+        ax.set(xlabel="protected share of the training set (%)", ylabel=table.metric, title=table.title)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(out_dir / f"{table.slug}-fraction.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    by_eps = defaultdict(list)
+    for r in records:
+        if r["method"] != "none" and r["fraction"] == 1.0:
+            by_eps[r["method"]].append((parse_epsilon(r["epsilon"]) * 255, r["headline"]))
+    if any(len(points) > 1 for points in by_eps.values()):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for method, points in sorted(by_eps.items()):
+            points = sorted(points)
+            ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=method)
+        if table.clean is not None:
+            ax.axhline(table.clean, color="black", linestyle="--", label="clean")
+        ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
+        ax.set(xlabel="budget ε (×1/255)", ylabel=table.metric, title=table.title)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(out_dir / f"{table.slug}-epsilon.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    bars = [r for r in records if r["fraction"] == 1.0 and r["epsilon"] in ("0", "8/255")]
+    if bars:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.bar([r["row"].replace(" ε=8/255", "") for r in bars], [r["headline"] for r in bars], color="tab:blue")
+        ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
+        ax.set(ylabel=table.metric, title=f"{table.title}\nclean vs protected (ε=8/255, 100 %)")
+        ax.tick_params(axis="x", labelsize=7, rotation=20)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written.append(out_dir / f"{table.slug}-bars.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written
+
+
+def write_report(folder: str | os.PathLike, out_dir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:
+    """``results.csv``, ``tables.md`` and the plots for every table of the runs under ``folder``."""
+    results = load_results(folder)
+    if not results:
+        raise FileNotFoundError(f"{folder}: no run JSONs (format {RUN_FORMAT})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"csv": write_csv(results, out / "results.csv")}
+    sections = []
+    for table in tables(results):
+        sections.append(table.markdown())
+        if plots:
+            for png in plot_table(table, out):
+                sections.append(f"![{png.stem}]({png.name})")
+                written[png.stem] = png
+    (out / "tables.md").write_text("\n\n".join(sections) + "\n")
+    written["markdown"] = out / "tables.md"
+    return written
