@@ -198,9 +198,11 @@ def evaluate(
     out: Path = typer.Option(Path("eval/results/runs"), "-o", "--out", help="Folder for the run JSONs."),
     skip_existing: bool = typer.Option(True, help="Keep runs already in --out (resume an interrupted sweep)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    noise_only: bool = typer.Option(False, help="Only make and cache the noise (in $T2UE_CACHE); train nothing."),
+    progress: bool = typer.Option(True, help="Progress bars (off for logs)."),
 ) -> None:
     """Train victims from scratch on clean and protected data; write one JSON per run."""
-    from .evaluation import EvalPlan, run_grid
+    from .evaluation import EvalPlan, cache_noise, run_grid
 
     if config is None and data is None:
         _err("give --data or --config")
@@ -223,9 +225,12 @@ def evaluate(
     except ValueError as error:
         _err(str(error))
         raise typer.Exit(2) from error
+    if noise_only:
+        typer.echo(f"{cache_noise(plan, progress)} noises cached for {len(runs)} runs")
+        return
     typer.echo(f"{len(runs)} runs → {out}")
     try:
-        results = run_grid(plan, out, skip_existing=skip_existing, device=device)
+        results = run_grid(plan, out, skip_existing=skip_existing, device=device, progress=progress)
     except RuntimeError as error:
         _err(str(error))
         raise typer.Exit(1) from error

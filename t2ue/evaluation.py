@@ -191,7 +191,6 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
         "protection": protection,
         "victim": {**config.victim.as_dict(), **log},
         "metrics": metrics,
-        "headline": dict(zip(("metric", "value", "random"), headline(metrics))),
         "timings": {"total_seconds": round(time.time() - started, 1), "train_seconds": log["train_seconds"],
                     "eval_seconds": round(time.time() - eval_started, 1)},
         "machine": _machine(log["device"]),
@@ -244,6 +243,16 @@ class EvalPlan:
                                 runs.append(RunConfig(self.dataset, method, victim, seed, epsilon, fraction,
                                                       self.train_limit, self.test_limit, self.size))
         return list(dict.fromkeys(runs))
+
+
+def cache_noise(plan: EvalPlan, progress: bool = True) -> int:
+    """Make and cache every noise a plan needs, training nothing: protect on one machine (the noise
+    model's text encoder needed), train the victims on another (``T2UE_CACHE`` carried along)."""
+    needed = {(r.method, r.epsilon, r.seed) for r in plan.runs() if r.method != "none"}
+    train, _ = load_split(plan.dataset, plan.size, plan.train_limit, plan.test_limit)
+    for method, epsilon, seed in tqdm(sorted(needed), desc="noise", disable=not progress):
+        method_noise(parse_method(method), train, parse_epsilon(epsilon), seed)
+    return len(needed)
 
 
 def run_grid(plan: EvalPlan, out_dir: str | os.PathLike, *, skip_existing: bool = True, device: str = "auto",

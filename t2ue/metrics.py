@@ -68,7 +68,7 @@ def headline(metrics: dict[str, float]) -> tuple[str, float, float]:
     """
     if "accuracy" in metrics:
         return "accuracy", metrics["accuracy"], metrics["random_accuracy"]
-    if metrics.get("distinct_caption_fraction", 1.0) < 0.5 and "zeroshot_accuracy" in metrics:
+    if metrics.get("distinct_caption_fraction", 1.0) < 0.1 and "zeroshot_accuracy" in metrics:
         return "zeroshot_accuracy", metrics["zeroshot_accuracy"], metrics["random_zeroshot_accuracy"]
     return ("R@10", (metrics["i2t_R@10"] + metrics["t2i_R@10"]) / 2,
             (metrics["random_i2t_R@10"] + metrics["random_t2i_R@10"]) / 2)

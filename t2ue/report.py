@@ -50,6 +50,10 @@ def _row_key(result: dict) -> tuple[str, str, float]:
     return config["method"], config["epsilon"], float(config["fraction"])
 
 
+def _budget(epsilon: str) -> float:
+    return 0.0 if epsilon == "0" else parse_epsilon(epsilon)
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None]
     if not values:
@@ -78,7 +82,8 @@ class Table:
         rows = defaultdict(list)
         for result in results:
             rows[_row_key(result)].append(result)
-        self.rows = dict(sorted(rows.items(), key=lambda item: (item[0][0] != "none", item[0])))
+        self.rows = dict(sorted(rows.items(), key=lambda item: (item[0][0] != "none", item[0][0],
+                                                                _budget(item[0][1]), item[0][2])))
         clean = self.rows.get(("none", "0", 1.0))
         self.clean = _mean_std([headline(r["metrics"])[1] for r in clean])[0] if clean else None
 
@@ -92,13 +97,12 @@ class Table:
         return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
     def columns(self) -> list[str]:
+        """Accuracy for classifiers; R@k (and zero-shot accuracy on labelled sets) for CLIPs, but only
+        zero-shot accuracy where per-image retrieval means nothing (see :func:`t2ue.metrics.headline`)."""
         metrics = self.results[0]["metrics"]
-        if self.kind == "classifier":
-            return ["accuracy"]
-        columns = list(RETRIEVAL)
-        if "zeroshot_accuracy" in metrics:
-            columns.append("zeroshot_accuracy")
-        return columns
+        if self.kind == "classifier" or self.metric == "zeroshot_accuracy":
+            return [self.metric]
+        return RETRIEVAL + (["zeroshot_accuracy"] if "zeroshot_accuracy" in metrics else [])
 
     def records(self) -> list[dict]:
         """Rows as dicts: label, per-column (mean, std), ratio of the headline to clean, quality, seeds."""
@@ -128,7 +132,9 @@ class Table:
                  f"Victim recipe: {v['kind']} `{v['arch']}`, {v['epochs']} epochs, batch {v['batch_size']}, "
                  f"AdamW lr {v['lr']:g}, weight decay {v['weight_decay']:g}, warm-up {v['warmup_steps']} steps. "
                  f"Train {self.dataset['train_pairs']} pairs, test {self.dataset['test_images']} images / "
-                 f"{self.dataset['test_captions']} captions. Ran on {'; '.join(machines)}.", "",
+                 f"{self.dataset['test_captions']} captions. Ran on {'; '.join(machines)}. "
+                 f"Ratio column: {self.metric} of the row over the clean row"
+                 f"{' (mean of image→text and text→image R@10)' if self.metric == 'R@10' else ''}.", "",
                  "| training data | " + " | ".join(columns) + f" | {self.metric} / clean | PSNR dB | SSIM | seeds |",
                  "|---" * (len(columns) + 5) + "|"]
         for rec in self.records():
