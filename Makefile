@@ -6,7 +6,7 @@ SAMPLE ?= demos/samples/astronaut.png
 TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
 OUT ?= protected
 
-.PHONY: run test setup data browser lint bench efficacy default-model surrogate clean
+.PHONY: run test setup data browser lint bench report verify default-model surrogate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,8 +39,15 @@ test: setup data browser
 bench: setup
 	$(BIN)/python eval/bench_speed.py
 
-efficacy: setup data
-	$(BIN)/python eval/efficacy_core.py
+# The evaluator's committed results (eval/REPORT.md): every plan under eval/configs, then the tables.
+# Runs already in eval/results/runs are kept, so an interrupted reproduction resumes.
+PLANS ?= openclipart openclipart-fraction openclipart-epsilon fashion-mnist
+report: setup data
+	for plan in $(PLANS); do $(BIN)/t2ue evaluate --config eval/configs/$$plan.json -o eval/results/runs || exit 1; done
+	$(BIN)/t2ue report eval/results/runs -o eval/results/report
+
+verify: setup data
+	$(BIN)/t2ue verify default --data openclipart --json eval/results/verify-default-openclipart.json
 
 surrogate: setup data
 	$(BIN)/python surrogates/train_surrogate.py --out t2ue/assets/default/surrogate

@@ -194,6 +194,8 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
     if table.clean is not None and any(len(points) > 1 for points in series.values()):
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for (method, epsilon), points in sorted(series.items()):
+            if len(points) < 2:
+                continue
             points = sorted([(0.0, table.clean), *points])
             ax.plot([100 * f for f, _ in points], [v for _, v in points], marker="o", label=f"{method} ε={epsilon}")
         ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")

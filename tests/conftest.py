@@ -107,3 +107,26 @@ def tiny_noise_model_dir(minilm_surrogate_dir, tmp_path_factory):
     torch.manual_seed(0)
     model = NoiseModel(T2UEGenerator(text_dim=surrogate.embed_dim, resolution=16).eval(), surrogate)
     return model.save_pretrained(tmp_path_factory.mktemp("noise-model"))
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory):
+    """A labelled image folder of real photos (scikit-image): 8 photos × 4 views, captions in .txt files."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    groups = {"space": ["astronaut", "rocket", "hubble_deep_field", "moon"],
+              "everyday": ["coffee", "chelsea", "camera", "immunohistochemistry"]}
+    root = tmp_path_factory.mktemp("photos")
+    for label, names in groups.items():
+        (root / label).mkdir()
+        for name in names:
+            image = Image.fromarray(getattr(skdata, name)()).convert("RGB")
+            w, h = image.size
+            views = {"full": image, "mirrored": image.transpose(Image.FLIP_LEFT_RIGHT),
+                     "left half": image.crop((0, 0, w // 2, h)), "right half": image.crop((w // 2, 0, w, h))}
+            for view, im in views.items():
+                stem = f"{name}-{view.replace(' ', '_')}"
+                im.resize((48, 48), Image.BILINEAR).save(root / label / f"{stem}.png")
+                (root / label / f"{stem}.txt").write_text(f"{view} view of the {name.replace('_', ' ')} photo")
+    return root

@@ -1,0 +1,150 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from t2ue.cli import app
+from t2ue.data import ImageTextSet, load_dataset, load_image_folder, load_karpathy, part_indices
+from t2ue.evaluation import EvalPlan, RunConfig, method_noise, protect_split, run_one
+from t2ue.images import add_noise_uint8
+from t2ue.methods import METHODS, parse_method
+from t2ue.metrics import headline
+from t2ue.report import RecipeMismatch, Table, load_results, tables, write_report
+from t2ue.victims import VictimRecipe
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2UE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_method_specs():
+    assert {"none", "random", "t2ue"} <= set(METHODS)
+    assert parse_method("t2ue").spec() == "t2ue:mode=sample,model=default"
+    assert parse_method("t2ue:mode=class").spec() == "t2ue:mode=class,model=default"
+    with pytest.raises(ValueError, match="unknown protection method"):
+        parse_method("magic")
+    with pytest.raises(ValueError, match="takes"):
+        parse_method("random:strength=3")
+
+
+def test_noise_levels_are_quantise_after_adding(tiny_pairs):
+    """Integer levels reproduce add-then-round exactly, including values pushed past 0 and 255."""
+    method = parse_method("random")
+    noise = method.noise(tiny_pairs, 8 / 255, seed=1)
+    delta = noise.levels.astype(np.float32) / 255
+    assert np.array_equal(noise.apply(tiny_pairs.images), add_noise_uint8(tiny_pairs.images, delta))
+    assert np.abs(noise.levels).max() <= 8
+
+
+def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs):
+    images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
+    captions = tiny_pairs.captions[:8] * 2  # every description twice
+    labels = np.arange(16) % 3
+    data = ImageTextSet(images, captions, labels, ("cat", "rocket", "moon"))
+    sample = parse_method(f"t2ue:model={tiny_noise_model_dir}").noise(data, 8 / 255, seed=0)
+    assert len(sample.levels) == 8 and np.array_equal(sample.index[:8], sample.index[8:])
+    assert np.abs(sample.levels).max() <= 8
+    per_class = parse_method(f"t2ue:model={tiny_noise_model_dir},mode=class").noise(data, 4 / 255, seed=0)
+    assert len(per_class.levels) == 3 and np.array_equal(per_class.index, labels)
+    assert np.abs(per_class.levels).max() <= 4
+    with pytest.raises(ValueError, match="needs labels"):
+        parse_method(f"t2ue:model={tiny_noise_model_dir},mode=class").noise(ImageTextSet(images, captions), 8 / 255, 0)
+
+
+def test_protected_fraction_budget_and_cache(tiny_noise_model_dir, tiny_pairs, cache):
+    images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
+    data = ImageTextSet(images, tiny_pairs.captions)
+    method = parse_method(f"t2ue:model={tiny_noise_model_dir}")
+    scraped, info = protect_split(data, method, 8 / 255, seed=0, fraction=0.5)
+    changed = (scraped.images != images).reshape(16, -1).any(axis=1)
+    assert info["protected_images"] == 8 and changed.sum() <= 8 and not info["cached"]
+    assert np.abs(scraped.images.astype(int) - images).max() <= 8
+    assert 20 < info["psnr"] < 60 and 0 < info["ssim"] <= 1
+    again, info2 = protect_split(data, method, 8 / 255, seed=0, fraction=0.5)
+    assert info2["cached"] and np.array_equal(again.images, scraped.images)
+    assert len(list((cache / "protection").glob("*.npz"))) == 1
+    _, hit = method_noise(method, data, 8 / 255, seed=1)
+    assert not hit  # another seed is another noise
+
+
+def test_image_folder_and_karpathy_sets(photo_folder, tmp_path):
+    folder = load_image_folder(photo_folder)
+    assert len(folder) == 32 and folder.class_names == ("everyday", "space")
+    assert folder.captions[0].endswith("photo") and folder.materialize(24).images.shape == (32, 24, 24, 3)
+    entries = [{"filename": f.name, "filepath": f.parent.name, "split": split,
+                "sentences": [{"raw": f"caption {i} of {f.stem}"} for i in range(3)]}
+               for f, split in zip(sorted(photo_folder.rglob("*.png"))[:6], ["train", "restval", "val", "test", "test",
+                                                                            "train"])]
+    (photo_folder / "dataset_toy.json").write_text(json.dumps({"images": entries}))
+    karpathy = load_karpathy(photo_folder / "dataset_toy.json")
+    assert len(karpathy) == 6 and len(karpathy.caption_sets[0]) == 3
+    assert list(part_indices(karpathy, "victim_train")) == [0, 1, 5] and list(part_indices(karpathy, "test")) == [3, 4]
+    test = load_dataset(str(photo_folder / "dataset_toy.json"), part="test")
+    captions, owner = test.all_captions()
+    assert len(captions) == 6 and list(owner) == [0, 0, 0, 1, 1, 1]
+    (photo_folder / "dataset_toy.json").unlink()
+
+
+def test_headline_metric_choice():
+    retrieval = {"i2t_R@10": 0.2, "t2i_R@10": 0.4, "random_i2t_R@10": 0.01, "random_t2i_R@10": 0.01,
+                 "distinct_caption_fraction": 0.9, "zeroshot_accuracy": 0.5, "random_zeroshot_accuracy": 0.1}
+    assert headline(retrieval) == ("R@10", pytest.approx(0.3), pytest.approx(0.01))
+    assert headline({**retrieval, "distinct_caption_fraction": 0.02})[0] == "zeroshot_accuracy"
+    assert headline({"accuracy": 0.8, "random_accuracy": 0.1}) == ("accuracy", 0.8, 0.1)
+
+
+def test_runs_write_json_skip_existing_and_report(photo_folder, tmp_path, cache):
+    recipe = VictimRecipe(epochs=2, batch_size=8, warmup_steps=1)
+    out = tmp_path / "runs"
+    first = run_one(RunConfig(str(photo_folder), "none", recipe), out, progress=False)
+    path = out / f"{first['run_id']}.json"
+    saved = json.loads(path.read_text())
+    assert saved["config"]["victim"] == recipe.as_dict() and saved["dataset"]["train_pairs"] == 11
+    assert {"i2t_R@10", "t2i_R@10", "zeroshot_accuracy", "random_t2i_R@10"} <= set(saved["metrics"])
+    stamp = path.stat().st_mtime_ns
+    assert run_one(RunConfig(str(photo_folder), "none", recipe), out, skip_existing=True)["run_id"] == first["run_id"]
+    assert path.stat().st_mtime_ns == stamp
+    run_one(RunConfig(str(photo_folder), "random", recipe, fraction=0.5), out, progress=False)
+    other = VictimRecipe(epochs=2, batch_size=8, warmup_steps=1, lr=1e-3)
+    run_one(RunConfig(str(photo_folder), "random", other), out, progress=False)
+    results = load_results(out)
+    assert len(results) == 3 and len(tables(results)) == 2  # one table per recipe
+    with pytest.raises(RecipeMismatch, match="lr"):
+        Table(results)
+    written = write_report(out, tmp_path / "report")
+    markdown = written["markdown"].read_text()
+    assert "random guess" in markdown and "clean (none)" in markdown and "50% protected" in markdown
+    assert written["csv"].read_text().count("\n") == 4
+
+
+def test_plan_expansion_dedupes_clean_rows():
+    plan = EvalPlan("openclipart", methods=["none", "t2ue"], victims=["clip:victim-vit-tiny", "classifier:resnet18"],
+                    seeds=[0, 1], epsilons=["4/255", "8/255"], fractions=[0.0, 0.5, 1.0], recipe={"epochs": 2})
+    runs = plan.runs()
+    assert len(runs) == 2 * 2 * (1 + 2 * 2)
+    assert all(r.victim.epochs == 2 for r in runs)
+    assert sum(r.method == "none" for r in runs) == 4 and all(r.fraction > 0 for r in runs)
+
+
+def test_cli_evaluate_report_and_verify(photo_folder, tiny_noise_model_dir, tmp_path, cache):
+    runner = CliRunner()
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["evaluate", "--data", str(photo_folder), "--method", "none", "--method",
+                                 f"t2ue:model={tiny_noise_model_dir}", "--epochs", "1", "--batch-size", "8",
+                                 "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("*.json"))) == 2
+    result = runner.invoke(app, ["report", str(out), "--no-plots"])
+    assert result.exit_code == 0 and (out / "report" / "tables.md").is_file()
+    result = runner.invoke(app, ["verify", str(tiny_noise_model_dir), "--data", str(photo_folder), "--epochs", "1",
+                                 "--json", str(tmp_path / "verify.json")])
+    assert result.exit_code == 0, result.output
+    assert "verdict:" in result.output and "protected/clean" in result.output
+    summary = json.loads((tmp_path / "verify.json").read_text())
+    assert summary["train_pairs"] == 11 and summary["metric"] == "R@10"
+    bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nowhere"), "-o", str(out), "--no-progress"])
+    assert bad.exit_code == 1 and "nowhere" in bad.output
