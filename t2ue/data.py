@@ -77,21 +77,28 @@ class ImageTextSet:
                             self.caption_sets)
 
     def materialize(self, size: int) -> ImageTextSet:
-        """All images decoded into one uint8 array (N, size, size, 3); files that fail to decode raise
-        an :class:`ImageError`-like ``ValueError`` naming the file."""
+        """All images decoded into one uint8 array (N, size, size, 3). Files that cannot be read are
+        left out with a warning that names each of them (listed in ``meta["skipped"]``)."""
         if isinstance(self.images, np.ndarray):
             if self.images.shape[1:3] == (size, size):
                 return self
             return self.with_images(np.stack([_resize(im, size) for im in self.images]))
         out = np.empty((len(self), size, size, 3), dtype=np.uint8)
+        good, skipped = [], []
         for i, path in enumerate(self.images):
             try:
                 with Image.open(path) as image:
                     image.draft("RGB", (2 * size, 2 * size))
                     out[i] = _square_rgb(image, size)
+                good.append(i)
             except (OSError, ValueError, Image.DecompressionBombError) as error:
-                raise ValueError(f"{path}: cannot be read as an image ({error})") from error
-        return self.with_images(out)
+                skipped.append(f"{path}: {error}")
+                warnings.warn(f"{path}: left out, cannot be read as an image ({error})", stacklevel=2)
+        if not good:
+            raise ValueError(f"{self.name}: none of the {len(self)} images could be read")
+        kept = self.subset(good).with_images(out[good])
+        kept.meta["skipped"] = skipped
+        return kept
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:

@@ -177,6 +177,16 @@ def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
     return path
 
 
+def _save(fig, ax, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_table(table: Table, out_dir: Path) -> list[Path]:
     """R@10 (or accuracy) against protected fraction and against ε, and clean vs protected bars."""
     import matplotlib
@@ -200,11 +210,7 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
             ax.plot([100 * f for f, _ in points], [v for _, v in points], marker="o", label=f"{method} ε={epsilon}")
         ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
         ax.set(xlabel="protected share of the training set (%)", ylabel=table.metric, title=table.title)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out_dir / f"{table.slug}-fraction.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, ax, out_dir / f"{table.slug}-fraction.png"))
     by_eps = defaultdict(list)
     for r in records:
         if r["method"] != "none" and r["fraction"] == 1.0:
@@ -218,11 +224,7 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
             ax.axhline(table.clean, color="black", linestyle="--", label="clean")
         ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
         ax.set(xlabel="budget ε (×1/255)", ylabel=table.metric, title=table.title)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out_dir / f"{table.slug}-epsilon.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, ax, out_dir / f"{table.slug}-epsilon.png"))
     bars = [r for r in records if r["fraction"] == 1.0 and r["epsilon"] in ("0", "8/255")]
     if bars:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -230,11 +232,7 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
         ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
         ax.set(ylabel=table.metric, title=f"{table.title}\nclean vs protected (ε=8/255, 100 %)")
         ax.tick_params(axis="x", labelsize=7, rotation=20)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out_dir / f"{table.slug}-bars.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, ax, out_dir / f"{table.slug}-bars.png"))
     return written
 
 

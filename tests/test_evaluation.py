@@ -148,3 +148,15 @@ def test_cli_evaluate_report_and_verify(photo_folder, tiny_noise_model_dir, tmp_
     assert summary["train_pairs"] == 11 and summary["metric"] == "R@10"
     bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nowhere"), "-o", str(out), "--no-progress"])
     assert bad.exit_code == 1 and "nowhere" in bad.output
+
+
+def test_unreadable_images_are_left_out_by_name(photo_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(photo_folder, folder)
+    (folder / "space" / "broken.png").write_bytes(b"not a png")
+    data = load_image_folder(folder)
+    with pytest.warns(UserWarning, match="broken.png"):
+        decoded = data.materialize(16)
+    assert len(decoded) == len(data) - 1 and "broken.png" in decoded.meta["skipped"][0]
