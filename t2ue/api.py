@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .budget import parse_epsilon, project_linf
+from .clusters import ClusterNoise, cluster_noise_for, fit_cluster_noise
 from .images import apply_noise, load_image, save_image
 from .noise_model import NoiseModel
 
@@ -38,12 +39,17 @@ def load_noise_model(model: str | os.PathLike | NoiseModel = "default") -> Noise
 
 def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | None = 224,
                     model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
-                    epsilon: float | str | None = None) -> torch.Tensor:
+                    epsilon: float | str | None = None, n_clusters: int = 8,
+                    clusters: str | os.PathLike | ClusterNoise | None = None) -> torch.Tensor:
     """Protective noise for each description: float32 (N, 3, H, W), every value within +-epsilon.
 
     ``size`` is the output size (``None`` keeps the model's resolution); ``epsilon`` rescales the
     model's noise to another budget (default: the model's own, 8/255 for the bundled model).
-    The same text and seed always give the same noise, wherever the text stands in the batch.
+    ``mode``: ``sample`` (each description its own noise; the same text and seed always give the same
+    noise, wherever it stands in the batch), ``class`` (each text is a label) or ``cluster`` (the
+    descriptions are grouped into ``n_clusters`` by K-means and each group shares one perturbation;
+    pass ``clusters`` — a folder or :class:`~t2ue.clusters.ClusterNoise` from
+    :func:`~t2ue.clusters.fit_cluster_noise` — to reuse clusters fitted before).
     """
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
@@ -51,7 +57,14 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
     if any(not t.strip() for t in texts):
         raise ValueError("descriptions must not be empty")
     noise_model = load_noise_model(model)
-    noise = noise_model.generate(texts, seed=seed, mode=mode)
+    if mode == "cluster":
+        if clusters is None:
+            clusters = fit_cluster_noise(noise_model, texts, n_clusters, seed=seed)
+        elif not isinstance(clusters, ClusterNoise):
+            clusters = ClusterNoise.from_pretrained(clusters)
+        noise = cluster_noise_for(noise_model, clusters, texts) * (noise_model.epsilon / clusters.epsilon)
+    else:
+        noise = noise_model.generate(texts, seed=seed, mode=mode)
     bound = noise_model.epsilon
     if epsilon is not None:
         target = parse_epsilon(epsilon)
@@ -67,23 +80,26 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
 
 def protect(image_or_path: Image.Image | str | os.PathLike, text: str, *,
             model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
-            epsilon: float | str | None = None) -> Image.Image:
-    """A protected copy of a photo (same size and mode) from its description; the original is untouched."""
+            epsilon: float | str | None = None, clusters: str | os.PathLike | ClusterNoise | None = None,
+            ) -> Image.Image:
+    """A protected copy of a photo (same size and mode) from its description; the original is untouched.
+    ``mode="cluster"`` needs ``clusters`` fitted before (one photo cannot be clustered)."""
     image = image_or_path if isinstance(image_or_path, Image.Image) else load_image(image_or_path).image
-    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon)
+    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
     return apply_noise(image, noise[0])
 
 
 def protect_file(source: str | os.PathLike, target: str | os.PathLike, text: str, *,
                  model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
-                 epsilon: float | str | None = None, jpeg_quality: int = 95) -> tuple[Image.Image, Image.Image]:
+                 epsilon: float | str | None = None, jpeg_quality: int = 95,
+                 clusters: str | os.PathLike | ClusterNoise | None = None) -> tuple[Image.Image, Image.Image]:
     """Protect one photo file into ``target`` (atomically, same format, EXIF and ICC kept).
 
     Returns the decoded original and the protected image. Deciding whether ``target`` may be written
     (never over an input) is the caller's job.
     """
     loaded = load_image(source)
-    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon)
+    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
     protected = apply_noise(loaded.image, noise[0])
     save_image(protected, target, format=loaded.format, info=loaded.info, jpeg_quality=jpeg_quality)
     return loaded.image, protected

@@ -28,8 +28,9 @@ def noise(
     size: int = typer.Option(224, help="Output side length in pixels."),
     model: str = typer.Option("default", help="Noise model: 'default' or a folder."),
     seed: int = typer.Option(0),
-    mode: str = typer.Option("sample", help="sample or class."),
+    mode: str = typer.Option("sample", help="sample, class or cluster (with --cluster-dir fitted before)."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
+    cluster_dir: Path = typer.Option(None, help="Clusters fitted before (t2ue protect --mode cluster writes them)."),
 ) -> None:
     """Make noise from a description alone (no photo needed) and write it to a file."""
     import numpy as np
@@ -38,7 +39,10 @@ def noise(
     from .images import noise_levels, save_image
 
     try:
-        delta = noise_from_text([text], size=size, model=model, seed=seed, mode=mode, epsilon=epsilon)[0]
+        if mode == "cluster" and cluster_dir is None:
+            raise ValueError("--mode cluster for one description needs --cluster-dir (clusters fitted before)")
+        delta = noise_from_text([text], size=size, model=model, seed=seed, mode=mode, epsilon=epsilon,
+                                clusters=cluster_dir)[0]
     except (ValueError, FileNotFoundError) as err:
         _err(str(err))
         raise typer.Exit(2) from err
@@ -54,6 +58,19 @@ def noise(
         bound = float(np.abs(array).max()) or 1.0
         save_image(Image.fromarray(noise_levels(array, bound)), output)
     typer.echo(f"{output}  shape {tuple(delta.shape)}  max |noise| {float(delta.abs().max()) * 255:.2f}/255")
+
+
+def _cluster_noise(noise_model, descriptions: list[str], k: int, folder: Path, seed: int):
+    """Clusters from ``folder`` when it holds them; else fitted on ``descriptions`` and saved there."""
+    from .clusters import CLUSTER_CONFIG, ClusterNoise, fit_cluster_noise
+
+    if (folder / CLUSTER_CONFIG).is_file():
+        typer.echo(f"reusing the clusters in {folder}")
+        return ClusterNoise.from_pretrained(folder)
+    fitted = fit_cluster_noise(noise_model, descriptions, k, seed=seed)
+    fitted.save_pretrained(folder)
+    typer.echo(f"{k} clusters fitted on {len(descriptions)} descriptions, saved to {folder} (reuse with --cluster-dir)")
+    return fitted
 
 
 def _read_captions(path: Path) -> dict[str, str]:
@@ -77,9 +94,12 @@ def protect(
     captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo."),
     model: str = typer.Option("default", help="Noise model: 'default' or a folder."),
     seed: int = typer.Option(0),
-    mode: str = typer.Option("sample", help="sample or class."),
+    mode: str = typer.Option("sample", help="sample, class or cluster."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
     jpeg_quality: int = typer.Option(95, help="Quality for JPEG outputs."),
+    clusters: int = typer.Option(8, help="--mode cluster: how many clusters to group the descriptions into."),
+    cluster_dir: Path = typer.Option(None, help="--mode cluster: reuse the clusters in this folder if it exists, "
+                                     "else fit them and save them there (default: OUTPUT_DIR/clusters)."),
 ) -> None:
     """Protect photos on this machine; each copy keeps its name, size, format and orientation."""
     from .api import load_noise_model, protect_file
@@ -88,13 +108,17 @@ def protect(
     if (text is None) == (captions is None):
         _err("give exactly one of --text or --captions")
         raise typer.Exit(2)
+    output_dir.mkdir(parents=True, exist_ok=True)
     try:
         by_name = _read_captions(captions) if captions else {}
         noise_model = load_noise_model(model)
+        fitted = None
+        if mode == "cluster":
+            descriptions = [text] if text is not None else [c for p in photos if (c := by_name.get(p.name))]
+            fitted = _cluster_noise(noise_model, descriptions, clusters, cluster_dir or output_dir / "clusters", seed)
     except (ValueError, FileNotFoundError, OSError) as err:
         _err(str(err))
         raise typer.Exit(2) from err
-    output_dir.mkdir(parents=True, exist_ok=True)
     inputs = {p.resolve() for p in photos}
     failures = 0
     for photo in photos:
@@ -106,7 +130,7 @@ def protect(
             if not description:
                 raise ImageError(f"{photo}: no caption for this file in {captions}")
             original, protected = protect_file(photo, target, description, model=noise_model, seed=seed, mode=mode,
-                                               epsilon=epsilon, jpeg_quality=jpeg_quality)
+                                               epsilon=epsilon, jpeg_quality=jpeg_quality, clusters=fitted)
             typer.echo(f"{target}  PSNR {psnr(original, protected):.1f} dB")
         except (ImageError, ValueError, OSError) as err:
             failures += 1

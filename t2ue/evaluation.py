@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from .data import ImageTextSet, cache_dir, fingerprint, load_dataset
 from .methods import Noise, ProtectionMethod, parse_method
 from .metrics import headline
 from .victims import VictimRecipe, evaluate_victim, train_victim
+from .views import VIEWS, exploiter_view
 
 RUN_FORMAT = "t2ue-eval-run/1"
 
@@ -45,8 +47,11 @@ class RunConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     size: int = 64
+    exploiter: str = "same"
 
     def __post_init__(self):
+        if self.exploiter not in VIEWS:
+            raise ValueError(f"exploiter view must be one of {VIEWS}, got {self.exploiter!r}")
         if not 0.0 <= self.fraction <= 1.0:
             raise ValueError(f"protected fraction must be in [0, 1], got {self.fraction}")
         spec = parse_method(self.method).spec()
@@ -58,13 +63,18 @@ class RunConfig:
             parse_epsilon(self.epsilon)  # a clear error for a malformed budget, before any work
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "victim": self.victim.as_dict()}
+        """The configuration; the exploiter view is recorded only when it is not the protector's own."""
+        out = {**asdict(self), "victim": self.victim.as_dict()}
+        if self.exploiter == "same":
+            del out["exploiter"]
+        return out
 
     def run_id(self) -> str:
         digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
         name = Path(self.dataset).stem if os.sep in self.dataset else self.dataset
         parts = [name, self.method.split(":")[0], *(["class"] if "mode=class" in self.method else []),
-                 Path(self.victim.arch).stem, f"eps{self.epsilon}", f"frac{self.fraction:g}", f"seed{self.seed}", digest]
+                 Path(self.victim.arch).stem, *([f"view-{self.exploiter}"] if self.exploiter != "same" else []),
+                 f"eps{self.epsilon}", f"frac{self.fraction:g}", f"seed{self.seed}", digest]
         return re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(parts))
 
 
@@ -177,6 +187,8 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
     method = parse_method(config.method)
     epsilon = 0.0 if config.method == "none" else parse_epsilon(config.epsilon)
     scraped, protection = protect_split(train, method, epsilon, config.seed, config.fraction, use_cache)
+    scraped = exploiter_view(config.exploiter, scraped, config.dataset, config.size, "victim_train", config.train_limit)
+    test = exploiter_view(config.exploiter, test, config.dataset, config.size, "test", config.test_limit)
     model, log = train_victim(scraped, config.victim, seed=config.seed, device=device, progress=progress)
     eval_started = time.time()
     metrics = evaluate_victim(model, config.victim, test)
@@ -217,6 +229,7 @@ class EvalPlan:
     test_limit: int | None = None
     size: int = 64
     recipe: dict = field(default_factory=dict)
+    exploiters: list[str] = field(default_factory=lambda: ["same"])
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> EvalPlan:
@@ -230,19 +243,16 @@ class EvalPlan:
     def runs(self) -> list[RunConfig]:
         """The plan's runs, one recipe per victim (so the clean and protected rows share it)."""
         runs = []
-        for victim_spec in self.victims:
+        for victim_spec, view, seed, method in product(self.victims, self.exploiters, self.seeds, self.methods):
             victim = VictimRecipe.parse(victim_spec, **self.recipe)
-            for seed in self.seeds:
-                for method in self.methods:
-                    if parse_method(method).spec() == "none":
-                        runs.append(RunConfig(self.dataset, method, victim, seed, train_limit=self.train_limit,
-                                              test_limit=self.test_limit, size=self.size))
-                        continue
-                    for epsilon in self.epsilons:
-                        for fraction in self.fractions:
-                            if fraction > 0:  # 0 % protected is the clean row
-                                runs.append(RunConfig(self.dataset, method, victim, seed, epsilon, fraction,
-                                                      self.train_limit, self.test_limit, self.size))
+            if parse_method(method).spec() == "none":
+                runs.append(RunConfig(self.dataset, method, victim, seed, train_limit=self.train_limit,
+                                      test_limit=self.test_limit, size=self.size, exploiter=view))
+                continue
+            for epsilon, fraction in product(self.epsilons, self.fractions):
+                if fraction > 0:  # 0 % protected is the clean row
+                    runs.append(RunConfig(self.dataset, method, victim, seed, epsilon, fraction, self.train_limit,
+                                          self.test_limit, self.size, view))
         return list(dict.fromkeys(runs))
 
 

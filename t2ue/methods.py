@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from .data import ImageTextSet
 
@@ -123,6 +124,18 @@ class UniformNoise(ProtectionMethod):
         return Noise(to_levels(delta), np.arange(len(data)))
 
 
+def model_digest(model: str, salt: str = "") -> str:
+    """A hash of a noise model folder's configs and weights (``default``: the bundled one)."""
+    from .api import DEFAULT_MODEL_DIR
+
+    folder = DEFAULT_MODEL_DIR if model == "default" else Path(model)
+    digest = hashlib.sha256(salt.encode())
+    for file in sorted(folder.rglob("*")):
+        if file.is_file() and file.suffix in (".json", ".safetensors"):
+            digest.update(file.relative_to(folder).as_posix().encode() + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @register_method
 class T2UENoise(ProtectionMethod):
     """Noise from the description alone, by a noise model (``model``: default or a folder).
@@ -135,14 +148,7 @@ class T2UENoise(ProtectionMethod):
     defaults = {"model": "default", "mode": "sample"}
 
     def fingerprint(self) -> str:
-        from .api import DEFAULT_MODEL_DIR
-
-        folder = DEFAULT_MODEL_DIR if self.params["model"] == "default" else Path(self.params["model"])
-        digest = hashlib.sha256(self.params["mode"].encode())
-        for file in sorted(folder.rglob("*")):
-            if file.is_file() and file.suffix in (".json", ".safetensors"):
-                digest.update(file.relative_to(folder).as_posix().encode() + file.read_bytes())
-        return f"t2ue:{self.params['mode']}:{digest.hexdigest()[:16]}"
+        return f"t2ue:{self.params['mode']}:{model_digest(self.params['model'], self.params['mode'])}"
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         from .api import noise_from_text
@@ -166,3 +172,84 @@ class T2UENoise(ProtectionMethod):
             levels.append(to_levels(noise.permute(0, 2, 3, 1).numpy()))
         return Noise(np.concatenate(levels), np.asarray(index, dtype=np.int64).reshape(-1),
                      seconds=time.perf_counter() - started)
+
+
+def _reference_images(data: ImageTextSet, limit: int = 2000) -> tuple[torch.Tensor, list[str]]:
+    """Public pictures to fit cluster perturbations on: the *provider* part of the same built-in set
+    (never the protected training images)."""
+    from .data import BUILTIN, load_dataset
+
+    if data.name not in BUILTIN:
+        raise ValueError(f"maker=uc needs public reference images; only the built-in sets ({', '.join(BUILTIN)}) "
+                         "have a provider part")
+    reference = load_dataset(data.name, data.images.shape[1], part="provider", limit=limit)
+    pixels = torch.from_numpy(np.ascontiguousarray(reference.images)).permute(0, 3, 1, 2).float() / 255
+    return pixels, reference.captions
+
+
+def _levels_at(patterns: torch.Tensor, size: int) -> np.ndarray:
+    """Perturbations (K, 3, h, w) resized to the set's size, as int8 levels (K, size, size, 3)."""
+    if patterns.shape[-1] != size:
+        bound = float(patterns.abs().max())
+        patterns = torch.nn.functional.interpolate(patterns, size=(size, size), mode="bilinear", align_corners=False,
+                                                   antialias=patterns.shape[-1] > size).clamp(-bound, bound)
+    return to_levels(patterns.permute(0, 2, 3, 1).numpy())
+
+
+@register_method
+class T2UEClusterNoise(T2UENoise):
+    """Label-agnostic: descriptions grouped by K-means (``clusters``), one perturbation per group, made by
+    the noise model's generator from the group centre (``maker=generator``, text only) or fitted with
+    the UC objective on public reference images (``maker=uc``)."""
+
+    name = "t2ue-cluster"
+    defaults = {"model": "default", "clusters": "10", "maker": "generator"}
+
+    def fingerprint(self) -> str:
+        return f"t2ue-cluster:{model_digest(self.params['model'])}:k{self.params['clusters']}:{self.params['maker']}"
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        from .api import load_noise_model
+        from .clusters import fit_cluster_noise
+
+        model = load_noise_model(self.params["model"])
+        started = time.perf_counter()
+        texts = list(data.captions)
+        reference = _reference_images(data) if self.params["maker"] == "uc" else (None, None)
+        fitted = fit_cluster_noise(model, texts, int(self.params["clusters"]), seed=seed, maker=self.params["maker"],
+                                   reference_images=reference[0], reference_texts=reference[1])
+        with torch.inference_mode():
+            owners = fitted.assign(model.surrogate.encode_text(texts).float().cpu()).numpy()
+        patterns = fitted.patterns * (epsilon / fitted.epsilon)
+        return Noise(_levels_at(patterns, data.images.shape[1]), owners.astype(np.int64),
+                     seconds=time.perf_counter() - started)
+
+
+@register_method
+class UnlearnableClusters(ProtectionMethod):
+    """The image-based UC baseline: K-means on the surrogate's *image* features of the training images,
+    one perturbation per cluster fitted on those images with the UC objective. Needs the photos."""
+
+    name = "uc"
+    needs_photo = True
+    defaults = {"model": "default", "clusters": "10", "steps": "200"}
+
+    def fingerprint(self) -> str:
+        return f"uc:{model_digest(self.params['model'])}:k{self.params['clusters']}:s{self.params['steps']}"
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        from .api import load_noise_model
+        from .clusters import kmeans, uc_patterns
+
+        model = load_noise_model(self.params["model"])
+        started = time.perf_counter()
+        pixels = torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2).float() / 255
+        with torch.inference_mode():
+            features = torch.cat([model.surrogate.encode_image(pixels[i : i + 256]).float()
+                                  for i in range(0, len(pixels), 256)])
+        centres, owners = kmeans(features, int(self.params["clusters"]), seed)
+        steps = int(self.params["steps"])
+        patterns = uc_patterns(model, centres, pixels, owners, steps=steps, lr=0.05, batch_size=64, seed=seed)
+        patterns = patterns * (epsilon / model.epsilon)
+        return Noise(_levels_at(patterns, data.images.shape[1]), owners, seconds=time.perf_counter() - started,
+                     gradient_steps=steps * min(64, len(data)))

@@ -42,7 +42,8 @@ def load_results(folder: str | os.PathLike) -> list[dict]:
 def _table_key(result: dict) -> tuple:
     victim = result["config"]["victim"]
     data = result["dataset"]
-    return (data["name"], data["train_fingerprint"], data["test_fingerprint"], json.dumps(victim, sort_keys=True))
+    view = result["config"].get("exploiter", "same")
+    return (data["name"], view, data["train_fingerprint"], data["test_fingerprint"], json.dumps(victim, sort_keys=True))
 
 
 def _row_key(result: dict) -> tuple[str, str, float]:
@@ -77,6 +78,7 @@ class Table:
         first = results[0]
         self.dataset = first["dataset"]
         self.victim = first["config"]["victim"]
+        self.view = first["config"].get("exploiter", "same")
         self.kind = self.victim["kind"]
         self.metric = headline(first["metrics"])[0]
         rows = defaultdict(list)
@@ -89,11 +91,13 @@ class Table:
 
     @property
     def title(self) -> str:
-        return f"{self.dataset['name']} — {self.victim['kind']}:{self.victim['arch']}"
+        view = "" if self.view == "same" else f" — exploiter view: {self.view}"
+        return f"{self.dataset['name']} — {self.victim['kind']}:{self.victim['arch']}{view}"
 
     @property
     def slug(self) -> str:
-        name = f"{self.dataset['name']}-{self.victim['kind']}-{Path(self.victim['arch']).stem}"
+        view = "" if self.view == "same" else f"-{self.view}"
+        name = f"{self.dataset['name']}-{self.victim['kind']}-{Path(self.victim['arch']).stem}{view}"
         return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
     def columns(self) -> list[str]:

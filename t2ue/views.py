@@ -1,0 +1,43 @@
+"""What the exploiter sees: the labels or captions it trains with, which need not be the protector's.
+
+Protection always uses the protector's view (the set's own captions and labels); the victim is trained
+and tested on an exploiter view. ``same`` is the usual assumption; the others are the label-agnostic
+settings: coarser labels, or differently worded captions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import FASHION_TEMPLATES, ImageTextSet, load_dataset
+
+COARSE_FASHION = {"top": (0, 2, 3, 4, 6), "trousers": (1,), "footwear": (5, 7, 9), "bag": (8,)}
+VIEWS = ("same", "coarse-labels", "title-captions")
+
+
+def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part: str, limit: int | None,
+                   ) -> ImageTextSet:
+    """``data`` (its pixels kept: they may be protected) with the exploiter's labels and captions."""
+    if name == "same":
+        return data
+    if name == "coarse-labels":
+        if data.name != "fashion-mnist":
+            raise ValueError("the coarse-labels view is defined for fashion-mnist (10 classes -> 4 groups)")
+        group = np.zeros(10, dtype=np.int64)
+        for g, members in enumerate(COARSE_FASHION.values()):
+            group[list(members)] = g
+        labels = group[data.labels]
+        rng = np.random.default_rng(1)
+        names = tuple(COARSE_FASHION)
+        captions = [FASHION_TEMPLATES[t].format(names[g]) for t, g in
+                    zip(rng.integers(0, len(FASHION_TEMPLATES), len(labels)), labels)]
+        return ImageTextSet(data.images, captions, labels, names, data.name, {**data.meta, "view": name})
+    if name == "title-captions":
+        if dataset != "openclipart":
+            raise ValueError("the title-captions view is defined for openclipart (title only vs title + keywords)")
+        titled = load_dataset(dataset, size, part=part, limit=limit, caption_style="title")
+        if len(titled) != len(data):
+            raise ValueError("the title-captions view does not line up with the protector's split")
+        return ImageTextSet(data.images, titled.captions, data.labels, data.class_names, data.name,
+                            {**data.meta, "view": name})
+    raise ValueError(f"unknown exploiter view {name!r}; known: {', '.join(VIEWS)}")
