@@ -68,7 +68,7 @@ def test_cli_protect_cluster_mode_saves_and_reuses_clusters(tiny_noise_model_dir
     from skimage import data as skdata
 
     photos = []
-    for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket"]):
+    for name in ["astronaut", "coffee", "chelsea", "rocket"]:
         path = tmp_path / f"{name}.png"
         Image.fromarray(getattr(skdata, name)()).convert("RGB").resize((40, 30)).save(path)
         photos.append(path)
@@ -86,3 +86,34 @@ def test_cli_protect_cluster_mode_saves_and_reuses_clusters(tiny_noise_model_dir
         a = np.asarray(Image.open(tmp_path / "out" / photo.name), dtype=int)
         b = np.asarray(Image.open(tmp_path / "out2" / photo.name), dtype=int)
         assert np.array_equal(a, b) and np.abs(a - np.asarray(Image.open(photo), dtype=int)).max() <= 8
+
+
+def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
+    from PIL import Image
+
+    from t2ue.data import ImageTextSet
+    from t2ue.methods import parse_method
+
+    images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
+    data = ImageTextSet(images, tiny_pairs.captions)
+    text = parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=4").noise(data, 8 / 255, seed=0)
+    assert len(text.levels) == 4 and set(text.index) <= set(range(4)) and np.abs(text.levels).max() <= 8
+    uc = parse_method(f"uc:model={tiny_noise_model_dir},clusters=3,steps=5")
+    assert uc.needs_photo and not parse_method("t2ue-cluster").needs_photo
+    image_based = uc.noise(data, 4 / 255, seed=0)
+    assert len(image_based.levels) == 3 and np.abs(image_based.levels).max() <= 4 and image_based.gradient_steps > 0
+
+
+def test_exploiter_views_change_labels_not_pixels():
+    from t2ue.data import FASHION_MNIST_CLASSES, ImageTextSet
+    from t2ue.views import exploiter_view
+
+    images = np.zeros((10, 4, 4, 3), np.uint8)
+    data = ImageTextSet(images, [f"a photo of a {c}" for c in FASHION_MNIST_CLASSES], np.arange(10),
+                        FASHION_MNIST_CLASSES, "fashion-mnist")
+    coarse = exploiter_view("coarse-labels", data, "fashion-mnist", 4, "test", None)
+    assert coarse.images is images and coarse.class_names == ("top", "trousers", "footwear", "bag")
+    assert list(coarse.labels) == [0, 1, 0, 0, 0, 2, 0, 2, 3, 2]
+    assert exploiter_view("same", data, "fashion-mnist", 4, "test", None) is data
+    with pytest.raises(ValueError, match="openclipart"):
+        exploiter_view("title-captions", data, "fashion-mnist", 4, "test", None)
