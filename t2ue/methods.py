@@ -197,7 +197,7 @@ def _levels_at(patterns: torch.Tensor, size: int) -> np.ndarray:
 
 
 @register_method
-class T2UEClusterNoise(T2UENoise):
+class T2UEClusterNoise(ProtectionMethod):
     """Label-agnostic: descriptions grouped by K-means (``clusters``), one perturbation per group, made by
     the noise model's generator from the group centre (``maker=generator``, text only) or fitted with
     the UC objective on public reference images (``maker=uc``)."""
