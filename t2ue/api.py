@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .budget import parse_epsilon, project_linf
-from .clusters import ClusterNoise, cluster_noise_for, fit_cluster_noise
+from .clusters import ClusterNoise, cluster_noise_for, fit_and_assign
 from .images import apply_noise, load_image, save_image
 from .noise_model import NoiseModel
 
@@ -59,10 +59,13 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
     noise_model = load_noise_model(model)
     if mode == "cluster":
         if clusters is None:
-            clusters = fit_cluster_noise(noise_model, texts, n_clusters, seed=seed)
-        elif not isinstance(clusters, ClusterNoise):
-            clusters = ClusterNoise.from_pretrained(clusters)
-        noise = cluster_noise_for(noise_model, clusters, texts) * (noise_model.epsilon / clusters.epsilon)
+            clusters, owners = fit_and_assign(noise_model, texts, n_clusters, seed=seed)
+            noise = clusters.patterns[owners]
+        else:
+            if not isinstance(clusters, ClusterNoise):
+                clusters = ClusterNoise.from_pretrained(clusters)
+            noise = cluster_noise_for(noise_model, clusters, texts)
+        noise = noise * (noise_model.epsilon / clusters.epsilon)
     else:
         noise = noise_model.generate(texts, seed=seed, mode=mode)
     bound = noise_model.epsilon

@@ -48,7 +48,7 @@ class ClusterNoise:
 
     def assign(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The nearest centre (cosine) of each embedding."""
-        return (F.normalize(embeddings.float(), dim=-1) @ self.centres.T).argmax(dim=1)
+        return nearest_centre(self.centres, embeddings)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -67,6 +67,17 @@ class ClusterNoise:
         tensors = load_file(str(path / CLUSTER_WEIGHTS))
         meta = {k: v for k, v in config.items() if k not in ("format", "k", "epsilon")}
         return cls(tensors["centres"], tensors["patterns"], float(config["epsilon"]), meta)
+
+
+def nearest_centre(centres: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest unit centre (cosine) of each embedding."""
+    return (F.normalize(embeddings.float(), dim=-1) @ centres.T).argmax(dim=1)
+
+
+@torch.inference_mode()
+def embed_texts(model: NoiseModel, texts: list[str]) -> torch.Tensor:
+    """The noise model's text embeddings (float32, CPU): what clusters are fitted on and assigned by."""
+    return model.surrogate.encode_text(list(texts)).float().cpu()
 
 
 def kmeans(embeddings: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
@@ -92,7 +103,7 @@ def _generator_patterns(model: NoiseModel, centres: torch.Tensor, seed: int) -> 
 
 
 def uc_patterns(model: NoiseModel, centres: torch.Tensor, images: torch.Tensor, image_clusters: np.ndarray, *,
-                 steps: int, lr: float, batch_size: int, seed: int) -> torch.Tensor:
+                steps: int, lr: float, batch_size: int, seed: int) -> torch.Tensor:
     """Per-cluster perturbations by the UC objective on reference images in [0, 1] (N, 3, h, w)."""
     surrogate = model.surrogate.freeze()
     k, eps = len(centres), model.epsilon
@@ -114,32 +125,36 @@ def uc_patterns(model: NoiseModel, centres: torch.Tensor, images: torch.Tensor, 
     return (eps * torch.tanh(raw.detach())).float()
 
 
-def fit_cluster_noise(model: NoiseModel, texts: list[str], k: int, *, seed: int = 0, maker: str = "generator",
-                      reference_images: torch.Tensor | None = None, reference_texts: list[str] | None = None,
-                      steps: int = 200, lr: float = 0.05, batch_size: int = 64) -> ClusterNoise:
-    """Cluster ``texts`` and make one perturbation per cluster (see the module docstring for ``maker``).
+def fit_and_assign(model: NoiseModel, texts: list[str], k: int, *, seed: int = 0, maker: str = "generator",
+                   reference_images: torch.Tensor | None = None, reference_texts: list[str] | None = None,
+                   steps: int = 200, lr: float = 0.05, batch_size: int = 64) -> tuple[ClusterNoise, torch.Tensor]:
+    """Cluster ``texts``, make one perturbation per cluster (see the module docstring for ``maker``) and
+    return the clusters with each text's cluster, its description embedded once.
 
     ``uc`` needs reference images in [0, 1] with their descriptions: public pictures, never the
     user's, are placed in clusters by their descriptions and the perturbations are fitted on them.
     """
     if maker not in MAKERS:
         raise ValueError(f"maker must be one of {MAKERS}, got {maker!r}")
-    with torch.inference_mode():
-        embeddings = model.surrogate.encode_text(list(texts)).float().cpu()
+    embeddings = embed_texts(model, texts)
     centres, _ = kmeans(embeddings, k, seed)
     if maker == "generator":
         patterns = _generator_patterns(model, centres, seed)
     else:
         if reference_images is None or not reference_texts:
             raise ValueError("maker='uc' needs reference images and their descriptions")
-        with torch.inference_mode():
-            owners = ClusterNoise(centres, torch.empty(0), model.epsilon).assign(
-                model.surrogate.encode_text(list(reference_texts)).float().cpu())
+        owners = nearest_centre(centres, embed_texts(model, reference_texts))
         patterns = uc_patterns(model, centres, reference_images.float(), owners.numpy(), steps=steps, lr=lr,
-                                batch_size=batch_size, seed=seed)
-    return ClusterNoise(centres, patterns, model.epsilon,
-                        {"maker": maker, "seed": seed, "fitted_on": len(texts),
-                         "text_encoder": str(model.surrogate.source)})
+                               batch_size=batch_size, seed=seed)
+    fitted = ClusterNoise(centres, patterns, model.epsilon,
+                          {"maker": maker, "seed": seed, "fitted_on": len(texts),
+                           "text_encoder": str(model.surrogate.source)})
+    return fitted, nearest_centre(centres, embeddings)
+
+
+def fit_cluster_noise(model: NoiseModel, texts: list[str], k: int, **options) -> ClusterNoise:
+    """Clusters and their perturbations fitted on ``texts`` (options as :func:`fit_and_assign`)."""
+    return fit_and_assign(model, texts, k, **options)[0]
 
 
 @torch.inference_mode()
@@ -147,5 +162,4 @@ def cluster_noise_for(model: NoiseModel, clusters: ClusterNoise, texts: list[str
     """Each text's cluster perturbation (N, 3, h, w): the nearest centre's pattern."""
     if clusters.centres.shape[1] != model.surrogate.embed_dim:
         raise ValueError("these clusters were fitted with another text encoder than this noise model's")
-    owners = clusters.assign(model.surrogate.encode_text(list(texts)).float().cpu())
-    return clusters.patterns[owners]
+    return clusters.patterns[clusters.assign(embed_texts(model, texts))]

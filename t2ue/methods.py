@@ -210,18 +210,16 @@ class T2UEClusterNoise(ProtectionMethod):
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         from .api import load_noise_model
-        from .clusters import fit_cluster_noise
+        from .clusters import fit_and_assign
 
         model = load_noise_model(self.params["model"])
         started = time.perf_counter()
-        texts = list(data.captions)
         reference = _reference_images(data) if self.params["maker"] == "uc" else (None, None)
-        fitted = fit_cluster_noise(model, texts, int(self.params["clusters"]), seed=seed, maker=self.params["maker"],
-                                   reference_images=reference[0], reference_texts=reference[1])
-        with torch.inference_mode():
-            owners = fitted.assign(model.surrogate.encode_text(texts).float().cpu()).numpy()
+        fitted, owners = fit_and_assign(model, list(data.captions), int(self.params["clusters"]), seed=seed,
+                                        maker=self.params["maker"], reference_images=reference[0],
+                                        reference_texts=reference[1])
         patterns = fitted.patterns * (epsilon / fitted.epsilon)
-        return Noise(_levels_at(patterns, data.images.shape[1]), owners.astype(np.int64),
+        return Noise(_levels_at(patterns, data.images.shape[1]), owners.numpy().astype(np.int64),
                      seconds=time.perf_counter() - started)
 
 
