@@ -192,7 +192,7 @@ def load_fashion_mnist(size: int = 64, seed: int = 0) -> ImageTextSet:
         labels = np.concatenate([_read_idx(FASHION_MNIST_DIR / f"{p}-labels-idx1-ubyte.gz") for p in ("train", "t10k")])
         resized = np.stack([np.asarray(Image.fromarray(255 - im).resize((size, size), Image.BILINEAR)) for im in images])
         rgb = np.repeat(resized[..., None], 3, axis=-1)  # dark garments on white, like a product photo
-        _atomic_savez(cache, images=rgb, labels=labels.astype(np.int64))
+        atomic_savez(cache, images=rgb, labels=labels.astype(np.int64))
     with np.load(cache) as arrays:
         images, labels = arrays["images"], arrays["labels"]
     rng = np.random.default_rng(seed)
@@ -259,7 +259,7 @@ def load_openclipart(size: int = 64, caption_style: str = "full") -> ImageTextSe
             meta["file"] = str(rel)
             images.append(pixels)
             metas.append(meta)
-        _atomic_savez(cache, images=np.stack(images))
+        atomic_savez(cache, images=np.stack(images))
         meta_cache.write_text(json.dumps(metas))
     with np.load(cache) as arrays:
         images = arrays["images"]
@@ -397,7 +397,8 @@ def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, 
                             "a Karpathy JSON nor an image folder")
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
+def atomic_savez(path: Path, **arrays) -> None:
+    """Write a compressed ``.npz`` under a temporary name and rename it: a cache is whole or absent."""
     tmp = path.with_suffix(".part.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .budget import parse_epsilon
-from .data import ImageTextSet, cache_dir, fingerprint, load_dataset
+from .data import ImageTextSet, atomic_savez, cache_dir, fingerprint, load_dataset
 from .methods import Noise, ProtectionMethod, parse_method
 from .metrics import headline
 from .victims import VictimRecipe, evaluate_victim, train_victim
@@ -100,11 +100,8 @@ def method_noise(method: ProtectionMethod, data: ImageTextSet, epsilon: float, s
     noise = method.noise(data, epsilon, seed)
     if use_cache and method.cacheable:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(handle)
-        np.savez_compressed(tmp, levels=noise.levels, index=noise.index, seconds=noise.seconds,
-                            gradient_steps=noise.gradient_steps)
-        os.replace(tmp, path)
+        atomic_savez(path, levels=noise.levels, index=noise.index, seconds=noise.seconds,
+                     gradient_steps=noise.gradient_steps)
     return noise, False
 
 
