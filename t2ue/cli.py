@@ -160,15 +160,13 @@ def train(
     resume: bool = typer.Option(True, help="Resume from the latest checkpoint in the output folder."),
 ) -> None:
     """Train a text-to-noise generator against a frozen surrogate (CPU, one GPU, or `accelerate launch`)."""
-    from .api import DEFAULT_MODEL_DIR
     from .budget import parse_epsilon
     from .data import BUILTIN, load_dataset
     from .generators import T2UEGenerator, UNetGenerator, build_generator
     from .surrogates import load_surrogate
     from .training import TrainConfig, train_generator
 
-    spec = str(DEFAULT_MODEL_DIR / "surrogate") if surrogate == "default" else surrogate
-    sur = load_surrogate(spec)
+    sur = load_surrogate(surrogate)
     if part is None:
         part = "provider" if all(name in BUILTIN for name in data.split("+")) else "all"
     dataset = load_dataset(data, size=resolution, part=None if part == "all" else part, limit=limit_per_set)

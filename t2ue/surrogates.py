@@ -267,9 +267,13 @@ def _hf_folder(path: Path) -> HFCLIPSurrogate:
     return HFCLIPSurrogate(model, tokenizer, proc_cfg, source=str(path))
 
 
+BUNDLED_SURROGATE = Path(__file__).parent / "assets" / "default" / "surrogate"
+
+
 def load_surrogate(spec: str | os.PathLike) -> Surrogate:
-    """Load a frozen surrogate from an open_clip name, an open_clip folder or a Hugging Face CLIP folder."""
-    text = str(spec)
+    """Load a frozen surrogate: ``default`` (the bundled one), an open_clip name, an open_clip folder or a
+    Hugging Face CLIP folder."""
+    text = str(BUNDLED_SURROGATE) if str(spec) == "default" else str(spec)
     if text.startswith("open_clip:"):
         return _open_clip_named(text.removeprefix("open_clip:")).freeze()
     path = Path(text)

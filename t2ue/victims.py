@@ -125,10 +125,6 @@ class PretrainedCLIP(nn.Module):
         super().__init__()
         from .surrogates import load_surrogate
 
-        if spec == "default":
-            from .api import DEFAULT_MODEL_DIR
-
-            spec = str(DEFAULT_MODEL_DIR / "surrogate")
         self.surrogate = load_surrogate(spec)
         self.surrogate.train()
         for param in self.surrogate.parameters():
