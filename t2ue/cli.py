@@ -158,6 +158,8 @@ def train(
                              "all for your own data."),
     limit_per_set: int = typer.Option(None, help="Keep a seeded sample of at most this many pairs of each set."),
     resume: bool = typer.Option(True, help="Resume from the latest checkpoint in the output folder."),
+    robust: bool = typer.Option(False, help="Expectation over JPEG / thumbnailing / blur in the loop, so the noise "
+                                "survives recompression."),
 ) -> None:
     """Train a text-to-noise generator against a frozen surrogate (CPU, one GPU, or `accelerate launch`)."""
     from .budget import parse_epsilon
@@ -177,7 +179,8 @@ def train(
         gen = build_generator(generator, text_dim=sur.embed_dim, resolution=resolution, epsilon=eps)
     else:
         gen = build_generator(generator, token_dim=sur.token_dim, resolution=resolution, epsilon=eps)
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every)
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                         robust=robust)
     train_generator(gen, sur, dataset, output_dir, config, resume=resume,
                     surrogate_spec=None if surrogate == "default" else surrogate)
     typer.echo(f"noise model saved to {output_dir / 'model'}")
@@ -212,6 +215,8 @@ def evaluate(
     seeds: str = typer.Option(None, help="Comma-separated seeds, e.g. 0,1,2."),
     epsilons: str = typer.Option(None, help="Comma-separated budgets, e.g. 4/255,8/255,16/255."),
     fractions: str = typer.Option(None, help="Comma-separated protected shares, e.g. 0,0.2,0.4,0.6,0.8,1."),
+    defense: list[str] = typer.Option(None, "--defense", help="Repeatable: none, jpeg:quality=75, grayscale, blur, "
+                                      "bit-depth, median, noise-rescale, strong-aug, ueraser, pgd-at; combine with +."),
     train_limit: int = typer.Option(None, help="Use a seeded sample of at most this many training pairs."),
     test_limit: int = typer.Option(None, help="Use a seeded sample of at most this many test pairs."),
     epochs: int = typer.Option(None, help="Override the victims' epochs."),
@@ -222,6 +227,7 @@ def evaluate(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     noise_only: bool = typer.Option(False, help="Only make and cache the noise (in $T2UE_CACHE); train nothing."),
     progress: bool = typer.Option(True, help="Progress bars (off for logs)."),
+    shard: str = typer.Option("0/1", help="I/N: run every N-th run from the I-th, so N processes share a plan."),
 ) -> None:
     """Train victims from scratch on clean and protected data; write one JSON per run."""
     from .evaluation import EvalPlan, cache_noise, run_grid
@@ -236,7 +242,8 @@ def evaluate(
         raise typer.Exit(2) from error
     overrides = {"dataset": data, "methods": method or None, "victims": victim or None,
                  "seeds": _split_list(seeds, int), "epsilons": _split_list(epsilons),
-                 "fractions": _split_list(fractions, float), "train_limit": train_limit, "test_limit": test_limit}
+                 "fractions": _split_list(fractions, float), "defenses": defense or None,
+                 "train_limit": train_limit, "test_limit": test_limit}
     for key, value in overrides.items():
         if value is not None:
             setattr(plan, key, value)
@@ -244,6 +251,7 @@ def evaluate(
                                      if v is not None}}
     try:
         runs = plan.runs()
+        index, count = (int(part) for part in shard.split("/"))
     except ValueError as error:
         _err(str(error))
         raise typer.Exit(2) from error
@@ -252,7 +260,11 @@ def evaluate(
         return
     typer.echo(f"{len(runs)} runs → {out}")
     try:
-        results = run_grid(plan, out, skip_existing=skip_existing, device=device, progress=progress)
+        results = run_grid(plan, out, skip_existing=skip_existing, device=device, progress=progress,
+                           shard=(index, count))
+    except ValueError as error:
+        _err(str(error))
+        raise typer.Exit(2) from error
     except RuntimeError as error:
         _err(str(error))
         raise typer.Exit(1) from error

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .budget import parse_epsilon
 from .data import ImageTextSet, atomic_savez, cache_dir, fingerprint, load_dataset
+from .defenses import parse_defense
 from .methods import Noise, ProtectionMethod, parse_method
 from .metrics import headline
 from .victims import VictimRecipe, evaluate_victim, train_victim
@@ -48,6 +49,7 @@ class RunConfig:
     test_limit: int | None = None
     size: int = 64
     exploiter: str = "same"
+    defense: str = "none"
 
     def __post_init__(self):
         if self.exploiter not in VIEWS:
@@ -56,6 +58,7 @@ class RunConfig:
             raise ValueError(f"protected fraction must be in [0, 1], got {self.fraction}")
         spec = parse_method(self.method).spec()
         object.__setattr__(self, "method", spec)
+        object.__setattr__(self, "defense", parse_defense(self.defense).spec())
         if spec == "none":  # the clean row: no budget, nothing protected
             object.__setattr__(self, "epsilon", "0")
             object.__setattr__(self, "fraction", 1.0)
@@ -63,10 +66,13 @@ class RunConfig:
             parse_epsilon(self.epsilon)  # a clear error for a malformed budget, before any work
 
     def as_dict(self) -> dict:
-        """The configuration; the exploiter view is recorded only when it is not the protector's own."""
+        """The configuration; the exploiter view and defense are recorded only when they are not the default
+        (so the ids of runs made before they existed stay valid)."""
         out = {**asdict(self), "victim": self.victim.as_dict()}
         if self.exploiter == "same":
             del out["exploiter"]
+        if self.defense == "none":
+            del out["defense"]
         return out
 
     def run_id(self) -> str:
@@ -74,6 +80,7 @@ class RunConfig:
         name = Path(self.dataset).stem if os.sep in self.dataset else self.dataset
         parts = [name, self.method.split(":")[0], *(["class"] if "mode=class" in self.method else []),
                  Path(self.victim.arch).stem, *([f"view-{self.exploiter}"] if self.exploiter != "same" else []),
+                 *([f"def-{self.defense}"] if self.defense != "none" else []),
                  f"eps{self.epsilon}", f"frac{self.fraction:g}", f"seed{self.seed}", digest]
         return re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(parts))
 
@@ -186,7 +193,13 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
     scraped, protection = protect_split(train, method, epsilon, config.seed, config.fraction, use_cache)
     scraped = exploiter_view(config.exploiter, scraped, config.dataset, config.size, "victim_train", config.train_limit)
     test = exploiter_view(config.exploiter, test, config.dataset, config.size, "test", config.test_limit)
-    model, log = train_victim(scraped, config.victim, seed=config.seed, device=device, progress=progress)
+    defense = parse_defense(config.defense)
+    defense_started = time.time()
+    scraped = scraped.with_images(defense.purify_images(scraped.images, config.seed))
+    test = test.with_images(defense.purify_images(test.images, config.seed, test=True))
+    purify_seconds = round(time.time() - defense_started, 2)
+    model, log = train_victim(scraped, config.victim, seed=config.seed, device=device, progress=progress,
+                              defense=defense)
     eval_started = time.time()
     metrics = evaluate_victim(model, config.victim, test)
     result = {
@@ -199,6 +212,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
                     "split": "victim_train / test parts (t2ue.data.part_indices, seed 0)",
                     "skipped_files": train.meta.get("skipped", []) + test.meta.get("skipped", [])},
         "protection": protection,
+        "defense": {"spec": config.defense, "purify_seconds": purify_seconds, "in_training": defense.trains},
         "victim": {**config.victim.as_dict(), **log},
         "metrics": metrics,
         "timings": {"total_seconds": round(time.time() - started, 1), "train_seconds": log["train_seconds"],
@@ -227,6 +241,7 @@ class EvalPlan:
     size: int = 64
     recipe: dict = field(default_factory=dict)
     exploiters: list[str] = field(default_factory=lambda: ["same"])
+    defenses: list[str] = field(default_factory=lambda: ["none"])
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> EvalPlan:
@@ -240,16 +255,17 @@ class EvalPlan:
     def runs(self) -> list[RunConfig]:
         """The plan's runs, one recipe per victim (so the clean and protected rows share it)."""
         runs = []
-        for victim_spec, view, seed, method in product(self.victims, self.exploiters, self.seeds, self.methods):
+        for victim_spec, view, defense, seed, method in product(self.victims, self.exploiters, self.defenses,
+                                                                self.seeds, self.methods):
             victim = VictimRecipe.parse(victim_spec, **self.recipe)
             if parse_method(method).spec() == "none":
                 runs.append(RunConfig(self.dataset, method, victim, seed, train_limit=self.train_limit,
-                                      test_limit=self.test_limit, size=self.size, exploiter=view))
+                                      test_limit=self.test_limit, size=self.size, exploiter=view, defense=defense))
                 continue
             for epsilon, fraction in product(self.epsilons, self.fractions):
                 if fraction > 0:  # 0 % protected is the clean row
                     runs.append(RunConfig(self.dataset, method, victim, seed, epsilon, fraction, self.train_limit,
-                                          self.test_limit, self.size, view))
+                                          self.test_limit, self.size, view, defense))
         return list(dict.fromkeys(runs))
 
 
@@ -264,10 +280,14 @@ def cache_noise(plan: EvalPlan, progress: bool = True) -> int:
 
 
 def run_grid(plan: EvalPlan, out_dir: str | os.PathLike, *, skip_existing: bool = True, device: str = "auto",
-             progress: bool = True) -> list[dict]:
-    """Run (or pick up) every run of a plan; a failing run is reported and the others go on."""
+             progress: bool = True, shard: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Run (or pick up) every run of a plan; a failing run is reported and the others go on.
+    ``shard=(i, n)`` takes every n-th run from the i-th, so n processes (or GPUs) share one plan."""
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index}/{count}: need 0 <= i < n")
     results, failures = [], []
-    runs = plan.runs()
+    runs = plan.runs()[index::count]
     bar = tqdm(runs, desc="evaluate", disable=not progress)
     for config in bar:
         bar.set_postfix_str(config.run_id()[:60])

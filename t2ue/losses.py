@@ -16,8 +16,8 @@ def positive_mask(keys: Sequence) -> torch.Tensor:
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor | float,
-              keys: Sequence | None = None) -> torch.Tensor:
-    """Symmetric InfoNCE over normalised features.
+              keys: Sequence | None = None, reduction: str = "mean") -> torch.Tensor:
+    """Symmetric InfoNCE over normalised features (``reduction="none"``: one value per pair).
 
     When ``keys`` (captions or labels) repeat inside a batch, every pair with the same key is a positive
     (probability mass split evenly), so identical captions are not pushed apart as false negatives.
@@ -25,7 +25,8 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     logits = logit_scale * image_features @ text_features.t()
     if keys is None:
         target = torch.arange(logits.shape[0], device=logits.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
-    mask = positive_mask(keys).to(logits.device, logits.dtype)
-    target = mask / mask.sum(dim=1, keepdim=True)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    else:
+        mask = positive_mask(keys).to(logits.device, logits.dtype)
+        target = mask / mask.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, target, reduction=reduction)
+                  + F.cross_entropy(logits.t(), target, reduction=reduction))

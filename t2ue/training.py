@@ -1,7 +1,10 @@
 """Train a noise generator against a frozen surrogate (the provider's job), through accelerate.
 
 Objective (error-minimising, one level): minimise the symmetric InfoNCE between the surrogate's
-f_I(x + delta) and f_T(t), delta = G(f_T(t), z). The same command runs on the CPU, one GPU or several
+f_I(x + delta) and f_T(t), delta = G(f_T(t), z). ``robust=True`` puts a random transformation between
+the protected image and the surrogate at every step (expectation over JPEG, thumbnailing and blur,
+:func:`t2ue.transforms.random_transformation`), so the noise learns to survive recompression.
+The same command runs on the CPU, one GPU or several
 (``accelerate launch``). Checkpoints hold the full training state and resume exactly.
 """
 
@@ -23,6 +26,7 @@ from .generators import NoiseGenerator
 from .losses import clip_loss
 from .noise_model import NoiseModel
 from .surrogates import Surrogate
+from .transforms import random_transformation
 
 
 @dataclass
@@ -37,6 +41,7 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 0
     mixed_precision: str = "no"
+    robust: bool = False
 
 
 def _collate(batch):
@@ -90,6 +95,8 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
             z = torch.randn((len(captions), *unwrapped.latent_shape()), device=pixels.device)
             delta = generator(text, z, tokens=tokens, mask=mask)
             protected = (pixels + delta).clamp(0, 1)
+            if config.robust:  # seeded by the step, so a resumed run draws the same transformations
+                protected = random_transformation(protected, torch.Generator().manual_seed(config.seed * 1_000_003 + step))
             image = surrogate.encode_image(protected)
             loss = clip_loss(image, text, scale, keys=captions)
             optimizer.zero_grad(set_to_none=True)

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageTextSet
+from .defenses import DefenseChain
 from .losses import clip_loss
 from .metrics import accuracy, retrieval_metrics
 from .optim import cosine_with_warmup, update
@@ -174,12 +175,32 @@ def _pixels(images: torch.Tensor, idx: np.ndarray, device: torch.device) -> torc
     return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def _classifier_loss(model: nn.Module, labels: torch.Tensor):
+    """Per-example cross-entropy of a batch's pixels against its labels."""
+    return lambda pixels, frozen=False: F.cross_entropy(model(pixels), labels, reduction="none")
+
+
+def _clip_loss(model: nn.Module, captions: list[str]):
+    """Per-pair InfoNCE of a batch's pixels against its captions (text encoded once; ``frozen``: no
+    gradient into the text tower, as an attack on the pixels needs)."""
+    text = model.encode_texts(captions)
+
+    def loss(pixels: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        return clip_loss(model.encode_images(pixels), text.detach() if frozen else text, model.logit_scale.exp(),
+                         keys=captions, reduction="none")
+
+    return loss
+
+
 def train_victim(data: ImageTextSet, recipe: VictimRecipe, *, seed: int = 0, device: str = "auto",
-                 progress: bool = True) -> tuple[nn.Module, dict]:
-    """Train a victim on uint8 images (N, H, W, 3) with captions (and labels for a classifier)."""
+                 progress: bool = True, defense: DefenseChain | None = None) -> tuple[nn.Module, dict]:
+    """Train a victim on uint8 images (N, H, W, 3) with captions (and labels for a classifier); a
+    training-time ``defense`` (augmentation, worst-of-copies, adversarial training) changes the loss."""
     dev = pick_device(device)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    augment_rng = torch.Generator().manual_seed(seed + 0xDEF)
+    defense = defense if defense is not None and defense.trains else None
     num_classes = len(data.class_names) if data.labels is not None else 0
     model = build_victim(recipe, num_classes).to(dev)
     model.train()
@@ -202,11 +223,10 @@ def train_victim(data: ImageTextSet, recipe: VictimRecipe, *, seed: int = 0, dev
             idx = order[i * bs : (i + 1) * bs]
             pixels = _pixels(images, idx, dev)
             if recipe.kind == "classifier":
-                loss = F.cross_entropy(model(pixels), labels[torch.as_tensor(idx, device=dev)])
+                loss_fn = _classifier_loss(model, labels[torch.as_tensor(idx, device=dev)])
             else:
-                captions = [caption_sets[j][rng.integers(len(caption_sets[j]))] for j in idx]
-                img, txt = model.encode_images(pixels), model.encode_texts(captions)
-                loss = clip_loss(img, txt, model.logit_scale.exp(), keys=captions)
+                loss_fn = _clip_loss(model, [caption_sets[j][rng.integers(len(caption_sets[j]))] for j in idx])
+            loss = loss_fn(pixels).mean() if defense is None else defense.training_loss(loss_fn, pixels, augment_rng)
             losses.append(update(model, opt, sched, loss))
             bar.update(1)
     bar.close()

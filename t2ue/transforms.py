@@ -1,0 +1,172 @@
+"""Differentiable image transformations on float batches (B, 3, H, W) in [0, 1].
+
+One place for the pixel operations that both sides of the arms race use: the exploiter's defenses
+(:mod:`t2ue.defenses`) and the provider's expectation over transformations when training a robust
+generator (:func:`random_transformation`). Every function keeps the batch's shape and dtype and lets
+gradients through, so the same code purifies data and sits inside a training loop.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+# The luminance and chrominance quantisation tables of the JPEG standard (ITU-T T.81, Annex K).
+_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+         14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+         49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+_CHROMA = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, *(99,) * 4, 24, 26, 56, *(99,) * 5, 47, 66,
+           *(99,) * 38)
+
+
+@lru_cache(maxsize=4)
+def _dct_matrix(device: str) -> torch.Tensor:
+    """The orthonormal 8-point DCT-II matrix: ``C @ block @ C.T`` is the 2-D DCT of an 8×8 block."""
+    k = torch.arange(8, dtype=torch.float32)[:, None]
+    i = torch.arange(8, dtype=torch.float32)[None, :]
+    matrix = torch.cos((2 * i + 1) * k * math.pi / 16) * math.sqrt(2 / 8)
+    matrix[0] /= math.sqrt(2)
+    return matrix.to(device)
+
+
+def quantisation_table(quality: float, chroma: bool, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The libjpeg-scaled 8×8 table for a quality in [1, 100]."""
+    quality = min(max(float(quality), 1.0), 100.0)
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    base = torch.tensor(_CHROMA if chroma else _LUMA, dtype=torch.float32).view(8, 8)
+    return torch.floor((base * scale + 50) / 100).clamp(min=1).to(device)
+
+
+def _soft_round(x: torch.Tensor) -> torch.Tensor:
+    """Rounding with a useful gradient (Shin & Song 2017): round(x) + (x − round(x))³."""
+    rounded = torch.round(x)
+    return rounded + (x - rounded) ** 3
+
+
+def _blockwise(channel: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Quantise one channel (B, H, W), H and W multiples of 8, in the 8×8 DCT domain, and invert."""
+    b, h, w = channel.shape
+    c = _dct_matrix(str(channel.device))
+    blocks = channel.reshape(b, h // 8, 8, w // 8, 8).transpose(2, 3)
+    coefficients = c @ blocks @ c.T
+    restored = c.T @ (_soft_round(coefficients / table) * table) @ c
+    return restored.transpose(2, 3).reshape(b, h, w)
+
+
+def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
+    """A differentiable approximation of baseline JPEG (YCbCr, 4:2:0 chroma, 8×8 DCT, libjpeg tables)."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % 16, (-w) % 16
+    work = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") * 255
+    r, g, b = work.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
+    y = _blockwise(y - 128, quantisation_table(quality, False, x.device)) + 128
+    chroma = F.avg_pool2d(torch.stack([cb, cr], 1), 2)
+    table = quantisation_table(quality, True, x.device)
+    chroma = torch.stack([_blockwise(chroma[:, i], table) for i in range(2)], 1)
+    cb, cr = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False).unbind(1)
+    rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1) / 255
+    return rgb[..., :h, :w].clamp(0, 1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (kernel radius 2σ, reflected borders)."""
+    radius = max(1, math.ceil(2 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1)
+    out = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(-1, 1, 1, len(t)), groups=x.shape[1])
+    return F.conv2d(out, kernel.view(-1, 1, len(t), 1), groups=x.shape[1])
+
+
+def median_filter(x: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """Per-channel median over a size×size window (reflected borders)."""
+    pad = size // 2
+    patches = F.unfold(F.pad(x, (pad, pad, pad, pad), mode="reflect").flatten(0, 1)[:, None], size)
+    return patches.median(dim=1).values.view_as(x)
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, repeated over three channels."""
+    luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    return luma.expand_as(x).contiguous()
+
+
+def bit_depth(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Keep ``bits`` bits per channel (straight-through gradient)."""
+    levels = 2**bits - 1
+    return x + (torch.round(x * levels) / levels - x).detach()
+
+
+def rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Down-sample by ``scale`` (anti-aliased) and back up: what a platform's thumbnailing does."""
+    h, w = x.shape[-2:]
+    small = (max(1, round(h * scale)), max(1, round(w * scale)))
+    down = F.interpolate(x, size=small, mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.5, 1.0),
+                        flip: bool = True) -> torch.Tensor:
+    """Per-image random crop of ``scale`` of the area (aspect 3/4–4/3), resized back, optionally mirrored."""
+    n = x.shape[0]
+    rand = torch.rand(n, 5, generator=generator).to(x.device, x.dtype)
+    area = scale[0] + (scale[1] - scale[0]) * rand[:, 0]
+    aspect = torch.exp(math.log(3 / 4) + math.log(16 / 9) * rand[:, 1])
+    sx, sy = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+    tx, ty = (1 - sx) * (2 * rand[:, 2] - 1), (1 - sy) * (2 * rand[:, 3] - 1)
+    mirror = (1 - 2 * (rand[:, 4] < 0.5).to(x.dtype)) if flip else torch.ones_like(sx)
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx * mirror, tx, sy, ty
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def colour_jitter(x: torch.Tensor, generator: torch.Generator, strength: float = 0.4) -> torch.Tensor:
+    """Per-image random brightness, contrast and saturation factors in [1 − s, 1 + s]."""
+    factors = 1 + strength * (2 * torch.rand(x.shape[0], 3, 1, 1, 1, generator=generator) - 1)
+    brightness, contrast, saturation = factors.to(x.device, x.dtype).unbind(1)
+    x = (x * brightness).clamp(0, 1)
+    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    x = ((x - mean) * contrast + mean).clamp(0, 1)
+    grey = grayscale(x)
+    return ((x - grey) * saturation + grey).clamp(0, 1)
+
+
+def plasma(x: torch.Tensor, generator: torch.Generator, strength: float = 0.3) -> torch.Tensor:
+    """Smooth random brightness and contrast fields (a low-frequency stand-in for kornia's plasma
+    fractals, as UEraser uses)."""
+    n, _, h, w = x.shape
+    fields = torch.rand(n, 2, 4, 4, generator=generator).to(x.device, x.dtype)
+    fields = F.interpolate(fields, size=(h, w), mode="bicubic", align_corners=False)
+    brightness, contrast = (strength * (2 * fields - 1)).unbind(1)
+    return ((x - 0.5) * (1 + contrast[:, None]) + 0.5 + brightness[:, None]).clamp(0, 1)
+
+
+def channel_shuffle(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image's colour channels in a random order."""
+    order = torch.stack([torch.randperm(3, generator=generator) for _ in range(x.shape[0])]).to(x.device)
+    return torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+
+
+EOT_KINDS = ("identity", "jpeg", "rescale", "blur")
+
+
+def random_transformation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw of the robust generator's expectation over transformations: nothing, JPEG at a random
+    quality in [30, 95], thumbnail-and-back at 50–100 %, or a blur with σ in [0.5, 1.5]."""
+    draw = torch.rand(2, generator=generator).tolist()
+    kind = EOT_KINDS[int(draw[0] * len(EOT_KINDS))]
+    if kind == "jpeg":
+        return jpeg(x, 30 + 65 * draw[1])
+    if kind == "rescale":
+        return rescale(x, 0.5 + 0.5 * draw[1])
+    if kind == "blur":
+        return gaussian_blur(x, 0.5 + draw[1])
+    return x
