@@ -16,8 +16,11 @@ from .images import apply_noise, load_image, save_image
 from .noise_model import NoiseModel
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
+# Noise models that ship with the package: the default, and one trained with JPEG/thumbnail/blur in the loop.
+BUNDLED_MODELS = {"default": DEFAULT_MODEL_DIR, "robust": DEFAULT_MODEL_DIR.parent / "robust"}
 
-__all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR"]
+__all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR",
+           "BUNDLED_MODELS"]
 
 
 @lru_cache(maxsize=4)
@@ -25,13 +28,18 @@ def _load_cached(path: str) -> NoiseModel:
     return NoiseModel.from_pretrained(path)
 
 
+def model_folder(model: str | os.PathLike) -> Path:
+    """The folder of a bundled noise model by name, or the given folder."""
+    return BUNDLED_MODELS.get(str(model), Path(model))
+
+
 def load_noise_model(model: str | os.PathLike | NoiseModel = "default") -> NoiseModel:
-    """A noise model from ``"default"`` (bundled), a folder, or an already loaded instance."""
+    """A noise model from ``"default"`` or ``"robust"`` (bundled), a folder, or an already loaded instance."""
     if isinstance(model, NoiseModel):
         return model
-    path = DEFAULT_MODEL_DIR if str(model) == "default" else Path(model)
+    path = model_folder(model)
     if not (path / "noise_model.json").is_file():
-        if str(model) == "default":
+        if str(model) in BUNDLED_MODELS:
             raise FileNotFoundError(f"the bundled noise model is missing from {path}; reinstall t2ue")
         raise FileNotFoundError(f"{path}: not a noise model folder (expected noise_model.json)")
     return _load_cached(str(path.resolve()))

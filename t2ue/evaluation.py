@@ -103,12 +103,15 @@ def method_noise(method: ProtectionMethod, data: ImageTextSet, epsilon: float, s
     path = cache_dir() / "protection" / f"{fingerprint(data)}-{key}.npz"
     if use_cache and method.cacheable and path.is_file():
         with np.load(path) as saved:
-            return Noise(saved["levels"], saved["index"], float(saved["seconds"]), int(saved["gradient_steps"])), True
+            log = json.loads(str(saved["log"])) if "log" in saved else {}
+            return Noise(saved["levels"], saved["index"], float(saved["seconds"]), int(saved["gradient_steps"]),
+                         log), True
     noise = method.noise(data, epsilon, seed)
+    noise.log.setdefault("machine", _machine(noise.log.get("device", "cpu")))
     if use_cache and method.cacheable:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_savez(path, levels=noise.levels, index=noise.index, seconds=noise.seconds,
-                     gradient_steps=noise.gradient_steps)
+                     gradient_steps=noise.gradient_steps, log=json.dumps(noise.log))
     return noise, False
 
 
@@ -146,6 +149,7 @@ def protect_split(data: ImageTextSet, method: ProtectionMethod, epsilon: float, 
         "generation_seconds": round(noise.seconds, 3),
         "generation_seconds_per_image": round(noise.seconds / max(1, len(data)), 6),
         "gradient_steps_per_image": noise.gradient_steps / max(1, len(data)),
+        "generation": noise.log,
         **image_quality(data.images[chosen], images[chosen]),
     }
     return data.with_images(images), info
@@ -193,6 +197,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
     scraped, protection = protect_split(train, method, epsilon, config.seed, config.fraction, use_cache)
     scraped = exploiter_view(config.exploiter, scraped, config.dataset, config.size, "victim_train", config.train_limit)
     test = exploiter_view(config.exploiter, test, config.dataset, config.size, "test", config.test_limit)
+    test_fingerprint = fingerprint(test)  # of the clean test split, so defended and undefended rows share a table
     defense = parse_defense(config.defense)
     defense_started = time.time()
     scraped = scraped.with_images(defense.purify_images(scraped.images, config.seed))
@@ -208,7 +213,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
         "config": config.as_dict(),
         "dataset": {"name": config.dataset, "train_pairs": len(train), "test_images": len(test),
                     "test_captions": len(test.all_captions()[0]), "classes": len(test.class_names),
-                    "train_fingerprint": fingerprint(train), "test_fingerprint": fingerprint(test),
+                    "train_fingerprint": fingerprint(train), "test_fingerprint": test_fingerprint,
                     "split": "victim_train / test parts (t2ue.data.part_indices, seed 0)",
                     "skipped_files": train.meta.get("skipped", []) + test.meta.get("skipped", [])},
         "protection": protection,

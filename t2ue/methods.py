@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -25,12 +24,15 @@ from .data import ImageTextSet
 
 @dataclass
 class Noise:
-    """Integer noise levels (U, H, W, 3) int8 and the pattern index (N,) of every image."""
+    """Integer noise levels (U, H, W, 3) and the pattern index (N,) of every image. Levels are int8 for
+    additive noise within a budget, int16 for image-dependent changes (CUDA's convolutions); ``log``
+    holds what the method reports about making it (rounds, device, final error…)."""
 
     levels: np.ndarray
     index: np.ndarray
     seconds: float = 0.0
     gradient_steps: int = 0
+    log: dict = field(default_factory=dict)
 
     def apply(self, images: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
         """A protected copy of uint8 ``images`` (N, H, W, 3); only rows in ``which`` (default all) change."""
@@ -125,10 +127,10 @@ class UniformNoise(ProtectionMethod):
 
 
 def model_digest(model: str, salt: str = "") -> str:
-    """A hash of a noise model folder's configs and weights (``default``: the bundled one)."""
-    from .api import DEFAULT_MODEL_DIR
+    """A hash of a noise model folder's configs and weights (``default``, ``robust``: bundled ones)."""
+    from .api import model_folder
 
-    folder = DEFAULT_MODEL_DIR if model == "default" else Path(model)
+    folder = model_folder(model)
     digest = hashlib.sha256(salt.encode())
     for file in sorted(folder.rglob("*")):
         if file.is_file() and file.suffix in (".json", ".safetensors"):
@@ -251,3 +253,6 @@ class UnlearnableClusters(ProtectionMethod):
         patterns = patterns * (epsilon / model.epsilon)
         return Noise(_levels_at(patterns, data.images.shape[1]), owners, seconds=time.perf_counter() - started,
                      gradient_steps=steps * min(64, len(data)))
+
+
+from . import baselines  # noqa: E402,F401  (registers em, salm and cuda)

@@ -46,9 +46,9 @@ def _table_key(result: dict) -> tuple:
     return (data["name"], view, data["train_fingerprint"], data["test_fingerprint"], json.dumps(victim, sort_keys=True))
 
 
-def _row_key(result: dict) -> tuple[str, str, float]:
+def _row_key(result: dict) -> tuple[str, str, float, str]:
     config = result["config"]
-    return config["method"], config["epsilon"], float(config["fraction"])
+    return config["method"], config["epsilon"], float(config["fraction"]), config.get("defense", "none")
 
 
 def _budget(epsilon: str) -> float:
@@ -84,9 +84,11 @@ class Table:
         rows = defaultdict(list)
         for result in results:
             rows[_row_key(result)].append(result)
-        self.rows = dict(sorted(rows.items(), key=lambda item: (item[0][0] != "none", item[0][0],
+        self.defenses = list(dict.fromkeys(r["config"].get("defense", "none") for r in results))
+        order = {d: i for i, d in enumerate(sorted(self.defenses, key=lambda d: d != "none"))}
+        self.rows = dict(sorted(rows.items(), key=lambda item: (order[item[0][3]], item[0][0] != "none", item[0][0],
                                                                 _budget(item[0][1]), item[0][2])))
-        clean = self.rows.get(("none", "0", 1.0))
+        clean = self.rows.get(("none", "0", 1.0, "none"))
         self.clean = _mean_std([headline(r["metrics"])[1] for r in clean])[0] if clean else None
 
     @property
@@ -113,20 +115,69 @@ class Table:
         first = self.results[0]["metrics"]
         guess = {c: (first.get(f"random_{c}", float("nan")), 0.0) for c in self.columns()}
         out = [{"row": "random guess", "values": guess, "ratio": None, "psnr": None, "ssim": None, "seeds": ""}]
-        for (method, epsilon, fraction), runs in self.rows.items():
+        for (method, epsilon, fraction, defense), runs in self.rows.items():
             label = "clean (none)" if method == "none" else f"{method} ε={epsilon}" + (
                 f" {fraction:.0%} protected" if fraction < 1 else "")
+            label += "" if defense == "none" else f" → defense {defense}"
             values = {c: _mean_std([r["metrics"].get(c) for r in runs]) for c in self.columns()}
             value = _mean_std([headline(r["metrics"])[1] for r in runs])[0]
             out.append({
-                "row": label, "method": method, "epsilon": epsilon, "fraction": fraction, "values": values,
+                "row": label, "method": method, "epsilon": epsilon, "fraction": fraction, "defense": defense,
+                "values": values,
                 "headline": value, "ratio": value / self.clean if self.clean else None,
                 "psnr": _mean_std([r["protection"]["psnr"] for r in runs])[0],
                 "ssim": _mean_std([r["protection"]["ssim"] for r in runs])[0],
                 "seeds": ",".join(str(r["config"]["seed"]) for r in sorted(runs, key=lambda r: r["config"]["seed"])),
                 "gen_s_per_image": _mean_std([r["protection"]["generation_seconds_per_image"] for r in runs])[0],
+                "gradient_steps_per_image": _mean_std([r["protection"]["gradient_steps_per_image"] for r in runs])[0],
+                "needs_photo": runs[0]["protection"].get("needs_photo", False),
             })
         return out
+
+    def defense_matrix(self) -> list[dict]:
+        """Methods × defenses: the headline and its ratio to the *undefended* clean row in each cell,
+        with each method's image quality and generation cost (from its undefended runs)."""
+        records = [r for r in self.records() if r.get("method")]
+        matrix = {}
+        for rec in records:
+            key = (rec["method"], rec["epsilon"], rec["fraction"])
+            row = matrix.setdefault(key, {"method": rec["method"], "epsilon": rec["epsilon"], "cells": {}})
+            row["cells"][rec["defense"]] = (rec["headline"], rec["ratio"], rec["values"])
+            if rec["defense"] == "none" or "psnr" not in row:
+                row.update({k: rec[k] for k in ("psnr", "ssim", "gen_s_per_image", "gradient_steps_per_image",
+                                                "needs_photo")})
+        return list(matrix.values())
+
+    def matrix_markdown(self) -> str:
+        """The method × defense table (only for tables with more than one defense)."""
+        defenses = sorted(self.defenses, key=lambda d: d != "none")
+        two_way = self.metric == "R@10"
+        lines = [f"#### {self.title}: method × defense", "",
+                 f"Each cell: {self.metric}" + (" (image→text / text→image R@10, then their mean)" if two_way else "")
+                 + " and, in brackets, its ratio to the clean row *without* defense. A defense *restores* a "
+                 "method when its ratio comes back above 0.5.", "",
+                 "| training data | " + " | ".join(defenses) + " | PSNR dB | SSIM | needs photo | gradient steps / image "
+                 "| generation s / image |", "|---" * (len(defenses) + 6) + "|"]
+        guess = headline(self.results[0]["metrics"])[2]
+        lines.append("| random guess | " + " | ".join(f"{guess:.3f}" for _ in defenses) + " | — | — | — | — | — |")
+        for row in self.defense_matrix():
+            label = "clean (none)" if row["method"] == "none" else f"{row['method']} ε={row['epsilon']}"
+            cells = []
+            for d in defenses:
+                if d not in row["cells"]:
+                    cells.append("—")
+                    continue
+                value, ratio, values = row["cells"][d]
+                text = f"{value:.3f}" if not two_way else (
+                    f"{values['i2t_R@10'][0]:.3f} / {values['t2i_R@10'][0]:.3f} → {value:.3f}")
+                cells.append(text + ("" if ratio is None else f" ({ratio:.2f})"))
+            protected = row["method"] != "none"
+            psnr = f"{row['psnr']:.1f}" if protected and row["psnr"] is not None and not np.isnan(row["psnr"]) else "—"
+            ssim = f"{row['ssim']:.3f}" if protected and row["ssim"] is not None and not np.isnan(row["ssim"]) else "—"
+            cost = (f"{row['gradient_steps_per_image']:.0f}", f"{row['gen_s_per_image']:.4f}") if protected else ("—", "—")
+            photo = ("yes" if row["needs_photo"] else "no") if protected else "—"
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {psnr} | {ssim} | {photo} | {cost[0]} | {cost[1]} |")
+        return "\n".join(lines)
 
     def markdown(self) -> str:
         columns = self.columns()
@@ -153,6 +204,36 @@ class Table:
         return "\n".join(lines)
 
 
+def plot_defenses(table: Table, out_dir: Path) -> Path | None:
+    """A heat map of the method × defense ratios to the undefended clean row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table.defense_matrix()
+    defenses = sorted(table.defenses, key=lambda d: d != "none")
+    if len(defenses) < 2 or table.clean is None:
+        return None
+    ratios = [[row["cells"].get(d, (None, None, None))[1] for d in defenses] for row in rows]
+    grid = np.array([[np.nan if r is None else r for r in line] for line in ratios], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(defenses), 1.2 + 0.45 * len(rows)))
+    image = ax.imshow(grid, cmap="RdYlGn_r", vmin=0, vmax=1.2, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(defenses)), [d.split(":")[0] + (f":{d.split('=')[-1]}" if "quality" in d else "")
+                                         for d in defenses], rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), ["clean" if r["method"] == "none" else r["method"] for r in rows], fontsize=7)
+    ax.set_title(f"{table.title}\n{table.metric} / clean without defense", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    path = out_dir / f"{table.slug}-defenses.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def tables(results: list[dict]) -> list[Table]:
     """One table per (data split, victim recipe)."""
     groups = defaultdict(list)
@@ -166,6 +247,7 @@ def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
     rows = []
     for r in results:
         row = {"run_id": r["run_id"], "dataset": r["dataset"]["name"], "method": r["config"]["method"],
+               "defense": r["config"].get("defense", "none"),
                "epsilon": r["config"]["epsilon"], "fraction": r["config"]["fraction"], "seed": r["config"]["seed"],
                **{f"victim_{k}": v for k, v in r["config"]["victim"].items()},
                **{f"protection_{k}": v for k, v in r["protection"].items()},
@@ -203,7 +285,7 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
     written = []
     series = defaultdict(list)
     for r in records:
-        if r["method"] != "none":
+        if r["method"] != "none" and r["defense"] == "none":
             series[(r["method"], r["epsilon"])].append((r["fraction"], r["headline"]))
     if table.clean is not None and any(len(points) > 1 for points in series.values()):
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -217,7 +299,7 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
         written.append(_save(fig, ax, out_dir / f"{table.slug}-fraction.png"))
     by_eps = defaultdict(list)
     for r in records:
-        if r["method"] != "none" and r["fraction"] == 1.0:
+        if r["method"] != "none" and r["fraction"] == 1.0 and r["defense"] == "none":
             by_eps[r["method"]].append((parse_epsilon(r["epsilon"]) * 255, r["headline"]))
     if any(len(points) > 1 for points in by_eps.values()):
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -229,7 +311,7 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
         ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
         ax.set(xlabel="budget ε (×1/255)", ylabel=table.metric, title=table.title)
         written.append(_save(fig, ax, out_dir / f"{table.slug}-epsilon.png"))
-    bars = [r for r in records if r["fraction"] == 1.0 and r["epsilon"] in ("0", "8/255")]
+    bars = [r for r in records if r["fraction"] == 1.0 and r["epsilon"] in ("0", "8/255") and r["defense"] == "none"]
     if bars:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.bar([r["row"].replace(" ε=8/255", "") for r in bars], [r["headline"] for r in bars], color="tab:blue")
@@ -250,6 +332,12 @@ def write_report(folder: str | os.PathLike, out_dir: str | os.PathLike, plots: b
     written = {"csv": write_csv(results, out / "results.csv")}
     sections = []
     for table in tables(results):
+        if len(table.defenses) > 1:
+            sections.append(table.matrix_markdown())
+            heat = plot_defenses(table, out) if plots else None
+            if heat is not None:
+                sections.append(f"![{heat.stem}]({heat.name})")
+                written[heat.stem] = heat
         sections.append(table.markdown())
         if plots:
             for png in plot_table(table, out):

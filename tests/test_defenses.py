@@ -1,0 +1,140 @@
+"""Defenses and the differentiable transformations behind them and behind robust generator training."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from t2ue import transforms as T
+from t2ue.defenses import DEFENSES, parse_defense
+from t2ue.evaluation import EvalPlan, RunConfig, run_one
+from t2ue.report import load_results, tables, write_report
+from t2ue.training import TrainConfig, train_generator
+from t2ue.victims import Classifier, VictimRecipe, _classifier_loss
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    names = ("astronaut", "coffee", "chelsea", "rocket")
+    return np.stack([np.asarray(Image.fromarray(getattr(skdata, n)()).convert("RGB").resize((48, 48))) for n in names])
+
+
+def _pillow_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB")).astype(np.float64)
+
+
+@pytest.mark.parametrize("quality", [10, 50, 90])
+def test_differentiable_jpeg_tracks_the_real_codec(photos, quality):
+    x = torch.from_numpy(photos).permute(0, 3, 1, 2).float().div(255).requires_grad_(True)
+    approx = T.jpeg(x, quality)
+    approx.sum().backward()
+    assert x.grad.abs().sum() > 0  # gradients reach the pixels
+    ours = approx.detach().permute(0, 2, 3, 1).numpy() * 255
+    real = np.stack([_pillow_jpeg(p, quality) for p in photos])
+    codec_change = np.abs(real - photos).mean()
+    assert np.abs(ours - real).mean() < 0.35 * codec_change, (np.abs(ours - real).mean(), codec_change)
+
+
+def test_defense_specs_and_chains():
+    assert {"jpeg", "grayscale", "blur", "bit-depth", "median", "noise-rescale", "strong-aug", "ueraser",
+            "pgd-at"} <= set(DEFENSES)
+    assert parse_defense("none").spec() == "none" and parse_defense("").spec() == "none"
+    chain = parse_defense("jpeg:quality=10+grayscale")
+    assert chain.spec() == "jpeg:quality=10+grayscale" and not chain.trains
+    assert parse_defense("ueraser").spec() == "ueraser:copies=5" and parse_defense("ueraser").trains
+    with pytest.raises(ValueError, match="unknown defense"):
+        parse_defense("wash")
+    with pytest.raises(ValueError, match="takes"):
+        parse_defense("jpeg:q=10")
+
+
+def test_purification_is_real_and_leaves_the_input(photos):
+    original = photos.copy()
+    jpeg = parse_defense("jpeg:quality=50").purify_images(photos, seed=0)
+    assert np.array_equal(photos, original)
+    assert np.array_equal(jpeg, np.stack([_pillow_jpeg(p, 50) for p in photos]).astype(np.uint8))
+    chain = parse_defense("grayscale+jpeg:quality=50")
+    train, test = chain.purify_images(photos, 0), chain.purify_images(photos, 0, test=True)
+    assert train.dtype == np.uint8 and not np.array_equal(train, test)  # JPEG is for scraped training data only
+    assert np.abs(test.astype(int)[..., 0] - test[..., 2]).max() == 0  # grayscale also at test time
+    noisy = parse_defense("noise-rescale")
+    assert np.array_equal(noisy.purify_images(photos, 3), noisy.purify_images(photos, 3))
+    assert not np.array_equal(noisy.purify_images(photos, 3), noisy.purify_images(photos, 4))
+
+
+def test_worst_of_copies_and_adversarial_training(photos):
+    pixels = torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255
+
+    def brightness_loss(x, frozen=False):
+        return x.mean(dim=(1, 2, 3))
+
+    ueraser = parse_defense("ueraser:copies=3")
+    value = ueraser.training_loss(brightness_loss, pixels, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    copies = torch.stack([brightness_loss(ueraser.parts[0].augment(pixels, generator)) for _ in range(3)])
+    assert torch.allclose(value, copies.amax(0).mean()) and value > copies.mean(0).mean()
+
+    torch.manual_seed(0)
+    model = Classifier("resnet18", 4).eval()
+    loss_fn = _classifier_loss(model, torch.arange(4))
+    attack = parse_defense("pgd-at:steps=3").parts[0]
+    adversarial = attack.attack(loss_fn, pixels, torch.Generator().manual_seed(0))
+    assert (adversarial - pixels).abs().max() <= 8 / 255 + 1e-6
+    assert loss_fn(adversarial).mean() > loss_fn(pixels).mean()
+
+
+def test_runs_record_defenses_and_keep_old_ids(photo_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("T2UE_CACHE", str(tmp_path / "cache"))
+    recipe = VictimRecipe(epochs=1, batch_size=8, warmup_steps=1)
+    plain = RunConfig(str(photo_folder), "random", recipe)
+    assert "defense" not in plain.as_dict() and "def-" not in plain.run_id()
+    out = tmp_path / "runs"
+    plan = EvalPlan(str(photo_folder), methods=["none", "random"], defenses=["none", "grayscale", "strong-aug"],
+                    recipe={"epochs": 1, "batch_size": 8, "warmup_steps": 1})
+    runs = plan.runs()
+    assert len(runs) == 6 and sorted(r.run_id() for r in runs[0::2] + runs[1::2]) == sorted(r.run_id() for r in runs)
+    for config in runs:
+        result = run_one(config, out, progress=False)
+        assert result["defense"]["spec"] == config.defense
+        assert result["defense"]["in_training"] == (config.defense == "strong-aug")
+    report = write_report(out, tmp_path / "report")
+    markdown = report["markdown"].read_text()
+    assert "method × defense" in markdown and "grayscale" in markdown
+    assert any(name.endswith("-defenses") for name in report)
+    (table,) = tables(load_results(out))
+    rows = {row["method"]: row for row in table.defense_matrix()}
+    assert set(rows["random"]["cells"]) == {"none", "grayscale", "strong-aug"}
+    clean = rows["none"]["cells"]["none"]
+    assert clean[1] == pytest.approx(1.0)
+
+
+def test_committed_run_ids_are_unchanged():
+    from pathlib import Path
+
+    for path in sorted(Path("eval/results/runs").glob("openclipart-*seed0*.json"))[:5]:
+        saved = json.loads(path.read_text())
+        config = dict(saved["config"])
+        config["victim"] = VictimRecipe(**config["victim"])
+        assert RunConfig(**config).run_id() == saved["run_id"], path.name
+
+
+def test_robust_training_draws_transformations_by_step(minilm_surrogate_dir, tiny_pairs, tmp_path):
+    from t2ue.generators import T2UEGenerator
+    from t2ue.surrogates import load_surrogate
+
+    x = torch.rand(2, 3, 32, 32)
+    first = T.random_transformation(x, torch.Generator().manual_seed(5))
+    assert torch.equal(first, T.random_transformation(x, torch.Generator().manual_seed(5)))
+    surrogate = load_surrogate(minilm_surrogate_dir)
+    generator = T2UEGenerator(text_dim=surrogate.embed_dim, resolution=32)
+    model = train_generator(generator, surrogate, tiny_pairs, tmp_path / "run",
+                            TrainConfig(steps=4, batch_size=8, checkpoint_every=1000, robust=True), progress=False)
+    saved = json.loads((tmp_path / "run" / "model" / "noise_model.json").read_text())
+    assert saved["training"]["robust"] is True
+    assert model.generate(["a ginger cat"]).abs().max() <= 8 / 255 + 1e-6
