@@ -134,7 +134,10 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
         error = _training_error(model, loss, protected, captions, labels, bs)
         if error < stop_error:
             break
-    log = {"rounds": rounds, "final_training_error": round(error, 4), "seconds": time.perf_counter() - started,
+    clean = _training_error(model, loss, lambda idx: images[torch.as_tensor(idx, device=dev)].float() / 255,
+                            captions, labels, bs)
+    log = {"rounds": rounds, "final_training_error": round(error, 4), "clean_training_error": round(clean, 4),
+           "seconds": time.perf_counter() - started,
            "gradient_steps_per_image": (noise_grads + model_grads) / n, "device": str(dev)}
     return delta.cpu(), owner.cpu().numpy().astype(np.int64), log
 

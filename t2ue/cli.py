@@ -26,7 +26,7 @@ def noise(
     text: str = typer.Argument(..., help="Description of the photo."),
     output: Path = typer.Option(..., "-o", "--output", help="noise.npy (exact floats) or noise.png (visualised)."),
     size: int = typer.Option(224, help="Output side length in pixels."),
-    model: str = typer.Option("default", help="Noise model: 'default' or a folder."),
+    model: str = typer.Option("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
     seed: int = typer.Option(0),
     mode: str = typer.Option("sample", help="sample, class or cluster (with --cluster-dir fitted before)."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
@@ -92,7 +92,7 @@ def protect(
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for the protected copies."),
     text: str = typer.Option(None, "--text", help="One description for every photo."),
     captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo."),
-    model: str = typer.Option("default", help="Noise model: 'default' or a folder."),
+    model: str = typer.Option("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
     seed: int = typer.Option(0),
     mode: str = typer.Option("sample", help="sample, class or cluster."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
@@ -191,7 +191,7 @@ def train(
 def demo(
     host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 keeps it on this machine."),
     port: int = typer.Option(7860),
-    model: str = typer.Option("default", help="Noise model: 'default' or a folder."),
+    model: str = typer.Option("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
     max_mb: float = typer.Option(25, help="Largest upload accepted in the local tab, in MB."),
 ) -> None:
     """Launch the Gradio demo (zero-contact and local tabs), fully offline."""
@@ -295,7 +295,7 @@ def report(
 
 @app.command()
 def verify(
-    model: str = typer.Argument("default", help="Noise model: 'default' or a folder."),
+    model: str = typer.Argument("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
     data: str = typer.Option("openclipart", help="Your kind of data: a built-in set, CSV/JSONL, Karpathy JSON "
                              "or image folder."),
     pairs: int = typer.Option(1000, help="Training pairs for the small victims."),

@@ -138,3 +138,15 @@ def test_robust_training_draws_transformations_by_step(minilm_surrogate_dir, tin
     saved = json.loads((tmp_path / "run" / "model" / "noise_model.json").read_text())
     assert saved["training"]["robust"] is True
     assert model.generate(["a ginger cat"]).abs().max() <= 8 / 255 + 1e-6
+
+
+def test_bundled_robust_model_loads_by_name():
+    from t2ue import noise_from_text
+    from t2ue.api import load_noise_model
+
+    robust = load_noise_model("robust")
+    assert robust.metadata["training"]["robust"] is True
+    assert load_noise_model("default").metadata["training"].get("robust", False) is False
+    a = noise_from_text("a red bicycle leaning on a wall", model="robust", size=32)
+    b = noise_from_text("a red bicycle leaning on a wall", model="default", size=32)
+    assert a.abs().max() <= 8 / 255 + 1e-6 and not torch.allclose(a, b)

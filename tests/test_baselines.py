@@ -1,0 +1,60 @@
+"""The photo-based baselines: error-minimising noise (sample-/class-wise), SALM and CUDA."""
+
+import numpy as np
+import pytest
+import torch
+
+from t2ue.baselines import cuda_filters, error_minimising
+from t2ue.data import load_dataset
+from t2ue.evaluation import protect_split
+from t2ue.methods import parse_method
+
+
+@pytest.fixture(scope="module")
+def garments():
+    """64 real Fashion-MNIST photos at 32 px, with their labels and templated captions."""
+    return load_dataset("fashion-mnist", 32, part="victim_train", limit=64).materialize(32)
+
+
+def test_class_wise_em_makes_its_source_model_right_only_on_protected_images(garments):
+    delta, owner, log = error_minimising(garments, 8 / 255, 0, loss="ce", mode="class", train_steps=5,
+                                         attack_steps=5, max_rounds=3, batch_size=32)
+    assert delta.shape == (10, 3, 32, 32) and delta.abs().max() <= 8 / 255 + 1e-6
+    assert np.array_equal(owner, garments.labels)
+    assert log["final_training_error"] < log["clean_training_error"], log
+    assert log["gradient_steps_per_image"] == pytest.approx(log["rounds"] * (5 + 5 * 32 / 64))
+
+
+def test_sample_wise_em_with_the_contrastive_loss(tiny_pairs):
+    delta, owner, log = error_minimising(tiny_pairs, 8 / 255, 0, loss="clip", mode="sample", train_steps=2,
+                                         attack_steps=2, max_rounds=1, batch_size=8)
+    assert delta.shape == (16, 3, 32, 32) and np.array_equal(owner, np.arange(16))
+    assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs labels"):
+        error_minimising(tiny_pairs, 8 / 255, 0, mode="class")
+
+
+def test_salm_perturbs_only_the_salient_share(tiny_pairs):
+    method = parse_method("salm:keep=0.1,max_rounds=1,attack_steps=2,train_steps=1")
+    assert method.needs_photo
+    noise = method.noise(tiny_pairs, 8 / 255, 0)
+    touched = (noise.levels != 0).any(axis=-1).reshape(len(noise.levels), -1).mean(axis=1)
+    assert touched.max() <= 0.1 + 1e-3 and touched.min() > 0
+    assert np.abs(noise.levels).max() <= 8
+
+
+def test_cuda_convolves_each_class_with_its_private_filters(garments):
+    filters = cuda_filters(10, key=0)
+    assert torch.allclose(filters.sum(dim=(-1, -2)), torch.ones(10, 3, 1))
+    assert not torch.equal(filters, cuda_filters(10, key=1))
+    method = parse_method("cuda")
+    protected, info = protect_split(garments, method, 8 / 255, 0, 1.0, use_cache=False)
+    assert info["needs_photo"] and info["gradient_steps_per_image"] == 0
+    assert 15 < info["psnr"] < 60  # visibly changed, not bounded by a budget
+    x = torch.from_numpy(garments.images[:1]).permute(0, 3, 1, 2).float()
+    weights = filters[int(garments.labels[0])].view(3, 1, 3, 3)
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), weights, groups=3)
+    expected = expected.round().clamp(0, 255).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    assert np.array_equal(protected.images[:1], expected)
+    assert np.array_equal(garments.images[0], load_dataset("fashion-mnist", 32, part="victim_train",
+                                                             limit=64).materialize(32).images[0])
