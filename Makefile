@@ -6,7 +6,7 @@ SAMPLE ?= demos/samples/astronaut.png
 TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
 OUT ?= protected
 
-.PHONY: run test setup data browser lint bench report verify default-model surrogate clean
+.PHONY: run test setup data browser lint bench report verify default-model robust-model surrogate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,7 +41,8 @@ bench: setup
 
 # The evaluator's committed results (eval/REPORT.md): every plan under eval/configs, then the tables.
 # Runs already in eval/results/runs are kept, so an interrupted reproduction resumes.
-PLANS ?= openclipart openclipart-fraction openclipart-epsilon fashion-mnist label-agnostic-fashion label-agnostic-openclipart
+PLANS ?= openclipart openclipart-fraction openclipart-epsilon fashion-mnist label-agnostic-fashion label-agnostic-openclipart \
+  defenses-openclipart defenses-fashion-mnist
 report: setup data
 	for plan in $(PLANS); do $(BIN)/t2ue evaluate --config eval/configs/$$plan.json -o eval/results/runs || exit 1; done
 	$(BIN)/t2ue report eval/results/runs -o eval/results/report
@@ -52,8 +53,16 @@ verify: setup data
 surrogate: setup data
 	$(BIN)/python surrogates/train_surrogate.py --out t2ue/assets/default/surrogate
 
-# Recipe of the bundled noise model (provider parts of both offline sets, balanced).
+# Recipes of the bundled noise models (provider parts of both offline sets, balanced); the robust one
+# adds expectation over JPEG / thumbnailing / blur (t2ue train --robust).
 default-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 -o runs/default
 	cp -r runs/default/model/generator runs/default/model/noise_model.json t2ue/assets/default/
+
+robust-model: setup data
+	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
+	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust -o runs/robust
+	cp -r runs/robust/model/generator t2ue/assets/robust/
+	$(BIN)/python -c "import json; p='runs/robust/model/noise_model.json'; c=json.load(open(p)); \
+	  c['text_encoder']='default'; json.dump(c, open('t2ue/assets/robust/noise_model.json', 'w'), indent=2)"
