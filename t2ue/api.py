@@ -56,8 +56,8 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
     ``mode``: ``sample`` (each description its own noise; the same text and seed always give the same
     noise, wherever it stands in the batch), ``class`` (each text is a label) or ``cluster`` (the
     descriptions are grouped into ``n_clusters`` by K-means and each group shares one perturbation;
-    pass ``clusters`` — a folder or :class:`~t2ue.clusters.ClusterNoise` from
-    :func:`~t2ue.clusters.fit_cluster_noise` — to reuse clusters fitted before).
+    clusters fitted before are reused: ``clusters`` — a folder or :class:`~t2ue.clusters.ClusterNoise`
+    from :func:`~t2ue.clusters.fit_cluster_noise` — or else those saved with the noise model).
     """
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
@@ -66,6 +66,7 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
         raise ValueError("descriptions must not be empty")
     noise_model = load_noise_model(model)
     if mode == "cluster":
+        clusters = noise_model.clusters if clusters is None else clusters
         if clusters is None:
             clusters, owners = fit_and_assign(noise_model, texts, n_clusters, seed=seed)
             noise = clusters.patterns[owners]
@@ -94,7 +95,7 @@ def protect(image_or_path: Image.Image | str | os.PathLike, text: str, *,
             epsilon: float | str | None = None, clusters: str | os.PathLike | ClusterNoise | None = None,
             ) -> Image.Image:
     """A protected copy of a photo (same size and mode) from its description; the original is untouched.
-    ``mode="cluster"`` needs ``clusters`` fitted before (one photo cannot be clustered)."""
+    ``mode="cluster"`` needs clusters fitted before (``clusters`` or a noise model saved with them)."""
     image = image_or_path if isinstance(image_or_path, Image.Image) else load_image(image_or_path).image
     noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
     return apply_noise(image, noise[0])

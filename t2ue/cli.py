@@ -1,4 +1,4 @@
-"""The ``t2ue`` command line: noise, protect, train, demo, evaluate, report, verify."""
+"""The ``t2ue`` command line: noise, protect, fit-clusters, train, demo, evaluate, report, verify."""
 
 from __future__ import annotations
 
@@ -28,19 +28,21 @@ def noise(
     size: int = typer.Option(224, help="Output side length in pixels."),
     model: str = typer.Option("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
     seed: int = typer.Option(0),
-    mode: str = typer.Option("sample", help="sample, class or cluster (with --cluster-dir fitted before)."),
+    mode: str = typer.Option("sample", help="sample, class or cluster (clusters fitted before: --cluster-dir "
+                             "or a --model saved with them by t2ue fit-clusters)."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
     cluster_dir: Path = typer.Option(None, help="Clusters fitted before (t2ue protect --mode cluster writes them)."),
 ) -> None:
     """Make noise from a description alone (no photo needed) and write it to a file."""
     import numpy as np
 
-    from .api import noise_from_text
+    from .api import load_noise_model, noise_from_text
     from .images import noise_levels, save_image
 
     try:
-        if mode == "cluster" and cluster_dir is None:
-            raise ValueError("--mode cluster for one description needs --cluster-dir (clusters fitted before)")
+        if mode == "cluster" and cluster_dir is None and load_noise_model(model).clusters is None:
+            raise ValueError("--mode cluster for one description needs clusters fitted before: --cluster-dir, "
+                             "or a --model folder saved with them (t2ue fit-clusters)")
         delta = noise_from_text([text], size=size, model=model, seed=seed, mode=mode, epsilon=epsilon,
                                 clusters=cluster_dir)[0]
     except (ValueError, FileNotFoundError) as err:
@@ -73,6 +75,56 @@ def _cluster_noise(noise_model, descriptions: list[str], k: int, folder: Path, s
     return fitted
 
 
+@app.command("fit-clusters")
+def fit_clusters(
+    captions: Path = typer.Argument(..., help="Descriptions to cluster: CSV/JSONL with a 'caption' column, "
+                                    "or a text file with one description per line."),
+    output: Path = typer.Option(..., "-o", "--output", help="New noise model folder: the model plus its clusters."),
+    model: str = typer.Option("default", help="Noise model to start from: 'default', 'robust' or a folder."),
+    clusters: int = typer.Option(8, "-k", "--clusters", help="How many clusters."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Fit label-agnostic clusters on descriptions and save them with a copy of the noise model, so
+    `t2ue protect --model OUTPUT --mode cluster` protects later photos with the same clusters."""
+    from .api import load_noise_model
+    from .clusters import fit_and_assign
+    from .noise_model import NOISE_MODEL_CONFIG, NoiseModel
+
+    try:
+        if (output / NOISE_MODEL_CONFIG).exists() or (output.exists() and any(output.iterdir())):
+            raise ValueError(f"{output}: exists and is not empty; choose a new folder")
+        descriptions = _read_descriptions(captions)
+        base = load_noise_model(model)
+        fitted, owners = fit_and_assign(base, descriptions, clusters, seed=seed)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        _err(str(err))
+        raise typer.Exit(2) from err
+    NoiseModel(base.generator, base.surrogate, surrogate_spec=base.surrogate_spec, metadata=base.metadata,
+               clusters=fitted).save_pretrained(output)
+    sizes = owners.bincount(minlength=fitted.k).tolist()
+    typer.echo(f"{fitted.k} clusters fitted on {len(descriptions)} descriptions (sizes {sizes}); "
+               f"noise model with clusters saved to {output}")
+
+
+def _read_descriptions(path: Path) -> list[str]:
+    """Descriptions from a captions CSV/JSONL ('caption' column) or a plain text file (one per line)."""
+    if path.suffix.lower() in (".csv", ".jsonl"):
+        if path.suffix.lower() == ".jsonl":
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        else:
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        if rows and "caption" not in rows[0]:
+            raise ValueError(f"{path}: needs a 'caption' column")
+        texts = [r["caption"] for r in rows]
+    else:
+        texts = path.read_text().splitlines()
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if not texts:
+        raise ValueError(f"{path}: no descriptions found")
+    return texts
+
+
 def _read_captions(path: Path) -> dict[str, str]:
     """Captions file: CSV with columns image,caption (or JSONL); keys are file names."""
     if path.suffix.lower() == ".jsonl":
@@ -99,7 +151,8 @@ def protect(
     jpeg_quality: int = typer.Option(95, help="Quality for JPEG outputs."),
     clusters: int = typer.Option(8, help="--mode cluster: how many clusters to group the descriptions into."),
     cluster_dir: Path = typer.Option(None, help="--mode cluster: reuse the clusters in this folder if it exists, "
-                                     "else fit them and save them there (default: OUTPUT_DIR/clusters)."),
+                                     "else fit them and save them there (default: those saved with the noise "
+                                     "model, else fitted and saved in OUTPUT_DIR/clusters)."),
 ) -> None:
     """Protect photos on this machine; each copy keeps its name, size, format and orientation."""
     from .api import load_noise_model, protect_file
@@ -113,7 +166,10 @@ def protect(
         by_name = _read_captions(captions) if captions else {}
         noise_model = load_noise_model(model)
         fitted = None
-        if mode == "cluster":
+        if mode == "cluster" and cluster_dir is None and noise_model.clusters is not None:
+            fitted = noise_model.clusters
+            typer.echo(f"using the {fitted.k} clusters saved with the noise model")
+        elif mode == "cluster":
             descriptions = [text] if text is not None else [c for p in photos if (c := by_name.get(p.name))]
             fitted = _cluster_noise(noise_model, descriptions, clusters, cluster_dir or output_dir / "clusters", seed)
     except (ValueError, FileNotFoundError, OSError) as err:

@@ -9,8 +9,9 @@ exploiter later attaches. Each cluster's perturbation is made in one of two ways
   descriptions fall in the cluster: the surrogate's embedding of x + delta_k is pulled onto the *next*
   cluster's centre, so members collapse onto one point away from their own content.
 
-A fitted :class:`ClusterNoise` (centres + perturbations) saves to a folder and protects tomorrow's
-photos with the same clusters.
+A fitted :class:`ClusterNoise` (centres + perturbations) saves to a folder of its own or inside a noise
+model's folder (``clusters/``, loaded with the model), and protects tomorrow's photos with the same
+clusters.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,7 +28,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .budget import project_linf
-from .noise_model import NoiseModel
+
+if TYPE_CHECKING:
+    from .noise_model import NoiseModel
 
 CLUSTER_CONFIG = "clusters.json"
 CLUSTER_WEIGHTS = "clusters.safetensors"
@@ -51,11 +55,16 @@ class ClusterNoise:
         return nearest_centre(self.centres, embeddings)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write centres and perturbations (safetensors) and their config; each file atomically."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_file({"centres": self.centres.contiguous(), "patterns": self.patterns.contiguous()}, str(path / CLUSTER_WEIGHTS))
-        config = {"format": "t2ue-clusters/1", "k": self.k, "epsilon": self.epsilon, **self.meta}
-        (path / CLUSTER_CONFIG).write_text(json.dumps(config, indent=2))
+        weights = path / f".{CLUSTER_WEIGHTS}.part"
+        save_file({"centres": self.centres.contiguous(), "patterns": self.patterns.contiguous()}, str(weights))
+        os.replace(weights, path / CLUSTER_WEIGHTS)
+        config = path / f".{CLUSTER_CONFIG}.part"
+        config.write_text(json.dumps({"format": "t2ue-clusters/1", "k": self.k, "epsilon": self.epsilon, **self.meta},
+                                     indent=2))
+        os.replace(config, path / CLUSTER_CONFIG)
         return path
 
     @classmethod
@@ -65,6 +74,8 @@ class ClusterNoise:
             raise FileNotFoundError(f"{path}: not a clusters folder (no {CLUSTER_CONFIG})")
         config = json.loads((path / CLUSTER_CONFIG).read_text())
         tensors = load_file(str(path / CLUSTER_WEIGHTS))
+        if len(tensors["centres"]) != len(tensors["patterns"]) or len(tensors["centres"]) != config["k"]:
+            raise ValueError(f"{path}: {CLUSTER_WEIGHTS} does not match {CLUSTER_CONFIG} (k = {config['k']})")
         meta = {k: v for k, v in config.items() if k not in ("format", "k", "epsilon")}
         return cls(tensors["centres"], tensors["patterns"], float(config["epsilon"]), meta)
 

@@ -5,6 +5,7 @@ Folder layout (``save_pretrained`` / ``from_pretrained``)::
     noise_model.json          budget, resolution, generator kind, text encoder, training summary
     generator/                generator_config.json + generator.safetensors
     surrogate/                (optional) the surrogate CLIP, when it is small enough to travel along
+    clusters/                 (optional) fitted clusters for ``mode="cluster"`` (see ``t2ue.clusters``)
 
 When ``surrogate/`` is absent, ``noise_model.json`` names the surrogate (for example
 ``open_clip:ViT-B-32/openai``) and it is loaded from there.
@@ -22,10 +23,12 @@ import torch
 from torch import nn
 
 from .budget import project_linf
+from .clusters import ClusterNoise
 from .generators import NoiseGenerator, load_generator
 from .surrogates import Surrogate, load_surrogate
 
 NOISE_MODEL_CONFIG = "noise_model.json"
+CLUSTERS_FOLDER = "clusters"
 CLASS_TEMPLATE = "a photo of a {}"
 MODES = ("sample", "class")
 
@@ -40,12 +43,13 @@ class NoiseModel(nn.Module):
     """Turns descriptions into bounded perturbations at the generator's resolution."""
 
     def __init__(self, generator: NoiseGenerator, surrogate: Surrogate, *, surrogate_spec: str | None = None,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, clusters: ClusterNoise | None = None):
         super().__init__()
         self.generator = generator
         self.surrogate = surrogate
         self.surrogate_spec = surrogate_spec
         self.metadata = dict(metadata or {})
+        self.clusters = clusters
 
     @property
     def epsilon(self) -> float:
@@ -88,10 +92,13 @@ class NoiseModel(nn.Module):
         return project_linf(torch.cat(out).float(), self.epsilon)
 
     def save_pretrained(self, path: str | os.PathLike, *, include_surrogate: bool | None = None) -> Path:
-        """Write the folder; the surrogate is copied along when it was loaded from a small local folder."""
+        """Write the folder; the surrogate is copied along when it was loaded from a small local folder,
+        fitted clusters go to ``clusters/``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.generator.save_pretrained(path / "generator")
+        if self.clusters is not None:
+            self.clusters.save_pretrained(path / CLUSTERS_FOLDER)
         source = Path(self.surrogate.source)
         if include_surrogate is None:
             include_surrogate = source.is_dir() and _folder_size(source) < 50e6
@@ -125,8 +132,11 @@ class NoiseModel(nn.Module):
             surrogate = load_surrogate(local if local.is_dir() else spec)
         metadata = {k: v for k, v in config.items()
                     if k not in ("format", "epsilon", "resolution", "generator", "text_encoder")}
+        clusters = ClusterNoise.from_pretrained(path / CLUSTERS_FOLDER) if (path / CLUSTERS_FOLDER).is_dir() else None
+        if clusters is not None and clusters.centres.shape[1] != surrogate.embed_dim:
+            raise ValueError(f"{path}: its clusters were fitted with another text encoder than its own")
         return cls(generator, surrogate, surrogate_spec=None if spec == "surrogate" else spec,
-                   metadata=metadata).eval()
+                   metadata=metadata, clusters=clusters).eval()
 
 
 def _folder_size(path: Path) -> int:

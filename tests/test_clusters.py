@@ -7,6 +7,7 @@ from t2ue import noise_from_text
 from t2ue.api import load_noise_model
 from t2ue.cli import app
 from t2ue.clusters import ClusterNoise, cluster_noise_for, fit_cluster_noise
+from t2ue.noise_model import NoiseModel
 
 TEXTS = ["a ginger cat asleep on a sofa", "a tabby cat on a windowsill", "a black cat in the garden",
          "a rocket on the launch pad", "a rocket lifting off into the sky", "the space shuttle on its pad",
@@ -86,6 +87,37 @@ def test_cli_protect_cluster_mode_saves_and_reuses_clusters(tiny_noise_model_dir
         a = np.asarray(Image.open(tmp_path / "out" / photo.name), dtype=int)
         b = np.asarray(Image.open(tmp_path / "out2" / photo.name), dtype=int)
         assert np.array_equal(a, b) and np.abs(a - np.asarray(Image.open(photo), dtype=int)).max() <= 8
+
+
+def test_clusters_save_and_load_with_the_noise_model(tiny_noise_model_dir, tmp_path):
+    from PIL import Image
+    from skimage import data as skdata
+
+    descriptions = tmp_path / "descriptions.txt"
+    descriptions.write_text("\n".join(TEXTS) + "\n\n")
+    runner = CliRunner()
+    made = runner.invoke(app, ["fit-clusters", str(descriptions), "-k", "3", "--model", str(tiny_noise_model_dir),
+                               "-o", str(tmp_path / "with-clusters")])
+    assert made.exit_code == 0, made.output
+    model = load_noise_model(tmp_path / "with-clusters")
+    base = load_noise_model(tiny_noise_model_dir)
+    assert model.clusters is not None and model.clusters.k == 3 and base.clusters is None
+    assert torch.equal(model.clusters.centres, fit_cluster_noise(base, TEXTS, 3, seed=0).centres)
+    tomorrow = ["a grey cat on the stairs", "a rocket on the pad"]
+    # mode="cluster" with no clusters given reuses the model's instead of fitting new ones on two texts
+    assert torch.equal(noise_from_text(tomorrow, size=None, model=tmp_path / "with-clusters", mode="cluster"),
+                       cluster_noise_for(base, model.clusters, tomorrow))
+    photo = tmp_path / "cat.png"
+    Image.fromarray(skdata.chelsea()).resize((40, 30)).save(photo)
+    used = runner.invoke(app, ["protect", str(photo), "--text", tomorrow[0], "--mode", "cluster",
+                               "--model", str(tmp_path / "with-clusters"), "-o", str(tmp_path / "out")])
+    assert used.exit_code == 0 and "3 clusters saved with the noise model" in used.output, used.output
+    assert not (tmp_path / "out" / "clusters").exists()
+    again = runner.invoke(app, ["fit-clusters", str(descriptions), "-o", str(tmp_path / "with-clusters")])
+    assert again.exit_code == 2 and "not empty" in again.output
+    (tmp_path / "with-clusters" / "clusters" / "clusters.json").write_text('{"k": 4, "epsilon": 0.03}')
+    with pytest.raises(ValueError, match="does not match"):
+        NoiseModel.from_pretrained(tmp_path / "with-clusters")
 
 
 def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
