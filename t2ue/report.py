@@ -7,6 +7,7 @@ random-guess row and a clean row; protected rows show mean ± std over seeds and
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -79,6 +80,7 @@ class Table:
         self.dataset = first["dataset"]
         self.victim = first["config"]["victim"]
         self.view = first["config"].get("exploiter", "same")
+        self.label = ""  # set by tables() when another table has the same dataset, victim and view
         self.kind = self.victim["kind"]
         self.metric = headline(first["metrics"])[0]
         rows = defaultdict(list)
@@ -94,12 +96,13 @@ class Table:
     @property
     def title(self) -> str:
         view = "" if self.view == "same" else f" — exploiter view: {self.view}"
-        return f"{self.dataset['name']} — {self.victim['kind']}:{self.victim['arch']}{view}"
+        label = f" ({self.label})" if self.label else ""
+        return f"{self.dataset['name']} — {self.victim['kind']}:{self.victim['arch']}{view}{label}"
 
     @property
     def slug(self) -> str:
         view = "" if self.view == "same" else f"-{self.view}"
-        name = f"{self.dataset['name']}-{self.victim['kind']}-{Path(self.victim['arch']).stem}{view}"
+        name = f"{self.dataset['name']}-{self.victim['kind']}-{Path(self.victim['arch']).stem}{view}-{self.label}"
         return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
     def columns(self) -> list[str]:
@@ -239,7 +242,25 @@ def tables(results: list[dict]) -> list[Table]:
     groups = defaultdict(list)
     for result in results:
         groups[_table_key(result)].append(result)
-    return [Table(runs) for _, runs in sorted(groups.items())]
+    made = [Table(runs) for _, runs in sorted(groups.items())]
+    namesakes = defaultdict(list)
+    for table in made:
+        namesakes[table.title].append(table)
+    for same in namesakes.values():
+        if len(same) == 1:
+            continue
+        for table in same:  # tell them apart by data size, then by recipe
+            size = table.results[0]["config"].get("size", "?")
+            table.label = f"{table.dataset['train_pairs']} pairs, {size} px"
+        by_label = defaultdict(list)
+        for table in same:
+            by_label[table.label].append(table)
+        for alike in by_label.values():
+            if len(alike) > 1:
+                for table in alike:
+                    recipe = json.dumps(table.victim, sort_keys=True)
+                    table.label += f", recipe {hashlib.sha256(recipe.encode()).hexdigest()[:6]}"
+    return made
 
 
 def write_csv(results: list[dict], path: str | os.PathLike) -> Path:

@@ -113,6 +113,8 @@ def test_runs_write_json_skip_existing_and_report(photo_folder, tmp_path, cache)
     run_one(RunConfig(str(photo_folder), "random", other), out, progress=False)
     results = load_results(out)
     assert len(results) == 3 and len(tables(results)) == 2  # one table per recipe
+    # same data and victim, other recipe: titles and plot names must not collide
+    assert len({t.slug for t in tables(results)}) == 2 and all("recipe" in t.title for t in tables(results))
     with pytest.raises(RecipeMismatch, match="lr"):
         Table(results)
     written = write_report(out, tmp_path / "report")
