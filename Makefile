@@ -6,7 +6,7 @@ SAMPLE ?= demos/samples/astronaut.png
 TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
 OUT ?= protected
 
-.PHONY: run test setup data browser lint bench report verify default-model robust-model surrogate clean
+.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-luma-model surrogate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -66,3 +66,11 @@ robust-model: setup data
 	cp -r runs/robust/model/generator t2ue/assets/robust/
 	$(BIN)/python -c "import json; p='runs/robust/model/noise_model.json'; c=json.load(open(p)); \
 	  c['text_encoder']='default'; json.dump(c, open('t2ue/assets/robust/noise_model.json', 'w'), indent=2)"
+
+# The robust recipe with one noise plane for R, G and B (t2ue train --luma): survives grayscale exactly.
+robust-luma-model: setup data
+	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
+	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --luma -o runs/robust-luma
+	mkdir -p t2ue/assets/robust-luma && cp -r runs/robust-luma/model/generator t2ue/assets/robust-luma/
+	$(BIN)/python -c "import json; p='runs/robust-luma/model/noise_model.json'; c=json.load(open(p)); \
+	  c['text_encoder']='default'; json.dump(c, open('t2ue/assets/robust-luma/noise_model.json', 'w'), indent=2)"

@@ -16,8 +16,9 @@ from .images import apply_noise, load_image, save_image
 from .noise_model import NoiseModel
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
-# Noise models that ship with the package: the default, and one trained with JPEG/thumbnail/blur in the loop.
-BUNDLED_MODELS = {"default": DEFAULT_MODEL_DIR, "robust": DEFAULT_MODEL_DIR.parent / "robust"}
+# Noise models that ship with the package: the default; one trained with JPEG/thumbnail/blur in the loop;
+# and that robust recipe with one noise plane for R, G and B (survives grayscale conversion exactly).
+BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", "robust", "robust-luma")}
 
 __all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR",
            "BUNDLED_MODELS"]
@@ -34,7 +35,7 @@ def model_folder(model: str | os.PathLike) -> Path:
 
 
 def load_noise_model(model: str | os.PathLike | NoiseModel = "default") -> NoiseModel:
-    """A noise model from ``"default"`` or ``"robust"`` (bundled), a folder, or an already loaded instance."""
+    """A noise model from ``"default"``, ``"robust"`` or ``"robust-luma"`` (bundled), a folder, or an already loaded instance."""
     if isinstance(model, NoiseModel):
         return model
     path = model_folder(model)

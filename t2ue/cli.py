@@ -13,6 +13,9 @@ from .privacy import set_offline_defaults
 
 set_offline_defaults()
 
+MODEL_NAMES = "'default', 'robust' (survives recompression), 'robust-luma' (also grayscale)"
+MODEL_HELP = f"Noise model: {MODEL_NAMES} or a folder."
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Protect photos from unauthorised AI training with noise made from a text description.")
 
@@ -26,7 +29,7 @@ def noise(
     text: str = typer.Argument(..., help="Description of the photo."),
     output: Path = typer.Option(..., "-o", "--output", help="noise.npy (exact floats) or noise.png (visualised)."),
     size: int = typer.Option(224, help="Output side length in pixels."),
-    model: str = typer.Option("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
+    model: str = typer.Option("default", help=MODEL_HELP),
     seed: int = typer.Option(0),
     mode: str = typer.Option("sample", help="sample, class or cluster (clusters fitted before: --cluster-dir "
                              "or a --model saved with them by t2ue fit-clusters)."),
@@ -80,7 +83,7 @@ def fit_clusters(
     captions: Path = typer.Argument(..., help="Descriptions to cluster: CSV/JSONL with a 'caption' column, "
                                     "or a text file with one description per line."),
     output: Path = typer.Option(..., "-o", "--output", help="New noise model folder: the model plus its clusters."),
-    model: str = typer.Option("default", help="Noise model to start from: 'default', 'robust' or a folder."),
+    model: str = typer.Option("default", help="Noise model to start from: " + MODEL_NAMES + " or a folder."),
     clusters: int = typer.Option(8, "-k", "--clusters", help="How many clusters."),
     seed: int = typer.Option(0),
 ) -> None:
@@ -144,7 +147,7 @@ def protect(
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for the protected copies."),
     text: str = typer.Option(None, "--text", help="One description for every photo."),
     captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo."),
-    model: str = typer.Option("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
+    model: str = typer.Option("default", help=MODEL_HELP),
     seed: int = typer.Option(0),
     mode: str = typer.Option("sample", help="sample, class or cluster."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
@@ -216,6 +219,8 @@ def train(
     resume: bool = typer.Option(True, help="Resume from the latest checkpoint in the output folder."),
     robust: bool = typer.Option(False, help="Expectation over JPEG / thumbnailing / blur in the loop, so the noise "
                                 "survives recompression."),
+    luma: bool = typer.Option(False, help="One noise plane shared by R, G and B (t2ue-gan): survives grayscale "
+                              "conversion exactly and sits in JPEG's full-resolution luma channel."),
 ) -> None:
     """Train a text-to-noise generator against a frozen surrogate (CPU, one GPU, or `accelerate launch`)."""
     from .budget import parse_epsilon
@@ -224,6 +229,8 @@ def train(
     from .surrogates import load_surrogate
     from .training import TrainConfig, train_generator
 
+    if luma and generator != T2UEGenerator.kind:
+        raise typer.BadParameter(f"--luma is a t2ue-gan option, not one of {generator!r}", param_hint="--luma")
     sur = load_surrogate(surrogate)
     if part is None:
         part = "provider" if all(name in BUILTIN for name in data.split("+")) else "all"
@@ -232,7 +239,7 @@ def train(
     if generator == UNetGenerator.kind and init_unet:
         gen = UNetGenerator.from_stable_diffusion(init_unet, token_dim=sur.token_dim, resolution=resolution, epsilon=eps)
     elif generator == T2UEGenerator.kind:
-        gen = build_generator(generator, text_dim=sur.embed_dim, resolution=resolution, epsilon=eps)
+        gen = build_generator(generator, text_dim=sur.embed_dim, resolution=resolution, epsilon=eps, luma=luma)
     else:
         gen = build_generator(generator, token_dim=sur.token_dim, resolution=resolution, epsilon=eps)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
@@ -247,7 +254,7 @@ def train(
 def demo(
     host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 keeps it on this machine."),
     port: int = typer.Option(7860),
-    model: str = typer.Option("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
+    model: str = typer.Option("default", help=MODEL_HELP),
     max_mb: float = typer.Option(25, help="Largest upload accepted in the local tab, in MB."),
 ) -> None:
     """Launch the Gradio demo (zero-contact and local tabs), fully offline."""
@@ -351,7 +358,7 @@ def report(
 
 @app.command()
 def verify(
-    model: str = typer.Argument("default", help="Noise model: 'default', 'robust' (survives recompression) or a folder."),
+    model: str = typer.Argument("default", help=MODEL_HELP),
     data: str = typer.Option("openclipart", help="Your kind of data: a built-in set, CSV/JSONL, Karpathy JSON "
                              "or image folder."),
     pairs: int = typer.Option(1000, help="Training pairs for the small victims."),

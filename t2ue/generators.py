@@ -1,5 +1,9 @@
 """Text-conditioned noise generators. Every backbone returns delta = epsilon * tanh(.) at its resolution.
 
+``luma=True`` (t2ue-gan) makes one noise plane shared by the three colour channels: the perturbation then
+lives entirely in JPEG's full-resolution luma channel (chroma is subsampled and coarsely quantised) and
+passes a grayscale conversion unchanged, since the ITU-R 601 luma weights sum to one.
+
 Two backbones share one registry and one save/load format (``generator_config.json`` + safetensors):
 
 * ``t2ue-gan`` - the published T2UE generator: noise z -> 4x4 map -> upsampling residual blocks whose
@@ -94,18 +98,18 @@ class T2UEGenerator(NoiseGenerator):
     kind = "t2ue-gan"
 
     def __init__(self, *, text_dim: int, resolution: tuple[int, int] | int = 64, epsilon: float = 8 / 255,
-                 z_dim: int = 100, channels: tuple[int, ...] | None = None):
+                 z_dim: int = 100, channels: tuple[int, ...] | None = None, luma: bool = False):
         res = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
         channels = tuple(channels or self.channels_for(res[0]))
         n_up = len(channels) - 1
         if res[0] != res[1] or res[0] != 4 * 2**n_up:
             raise ValueError(f"t2ue-gan with {len(channels)} channel stages makes {4 * 2**n_up} px, not {res}")
         super().__init__(text_dim=text_dim, resolution=list(res), epsilon=epsilon, z_dim=z_dim,
-                         channels=list(channels))
+                         channels=list(channels), luma=bool(luma))
         self.fc = nn.Linear(z_dim + text_dim, 4 * 4 * channels[0])
         self.blocks = nn.ModuleList(UpBlock(a, b, text_dim) for a, b in zip(channels[:-1], channels[1:]))
         self.out_norm = TextConditionedNorm(channels[-1], text_dim)
-        self.out = nn.Conv2d(channels[-1], 3, 3, padding=1)
+        self.out = nn.Conv2d(channels[-1], 1 if luma else 3, 3, padding=1)
         self.act = nn.LeakyReLU(0.2)
 
     @staticmethod
@@ -124,7 +128,8 @@ class T2UEGenerator(NoiseGenerator):
         for block in self.blocks:
             h = block(h, text_embedding)
         h = self.out(self.act(self.out_norm(h, text_embedding)))
-        return self.epsilon * torch.tanh(h)
+        delta = self.epsilon * torch.tanh(h)
+        return delta.repeat(1, 3, 1, 1) if self.config["luma"] else delta
 
 
 class UNetGenerator(NoiseGenerator):

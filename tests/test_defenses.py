@@ -150,3 +150,49 @@ def test_bundled_robust_model_loads_by_name():
     a = noise_from_text("a red bicycle leaning on a wall", model="robust", size=32)
     b = noise_from_text("a red bicycle leaning on a wall", model="default", size=32)
     assert a.abs().max() <= 8 / 255 + 1e-6 and not torch.allclose(a, b)
+
+
+def test_luma_generator_noise_passes_grayscale_and_round_trips(minilm_surrogate_dir, tiny_pairs, tmp_path):
+    from t2ue.generators import T2UEGenerator
+    from t2ue.noise_model import NoiseModel
+    from t2ue.surrogates import load_surrogate
+
+    surrogate = load_surrogate(minilm_surrogate_dir)
+    generator = T2UEGenerator(text_dim=surrogate.embed_dim, resolution=32, luma=True)
+    model = train_generator(generator, surrogate, tiny_pairs, tmp_path / "run",
+                            TrainConfig(steps=2, batch_size=8, checkpoint_every=1000, robust=True), progress=False)
+    delta = model.generate(["a ginger cat", "a blue kite"], seed=1)
+    assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().max() > 1 / 255
+    assert torch.equal(delta[:, 0], delta[:, 1]) and torch.equal(delta[:, 0], delta[:, 2])
+    x = 8 / 255 + (1 - 16 / 255) * torch.rand(2, 3, 32, 32)  # away from 0 and 1: no clipping
+    assert torch.allclose(T.grayscale(x + delta) - T.grayscale(x), delta, atol=1e-6)
+    reloaded = NoiseModel.from_pretrained(tmp_path / "run" / "model")
+    assert reloaded.generator.config["luma"] is True
+    assert torch.equal(reloaded.generate(["a ginger cat", "a blue kite"], seed=1), delta)
+
+
+def test_luma_noise_keeps_more_of_itself_through_real_jpeg(photos):
+    """Why the luma option exists: Pillow's JPEG (4:2:0) keeps more of a grey perturbation than of a coloured
+    one with the same per-pixel budget."""
+    rng = np.random.default_rng(0)
+    sign = rng.choice([-1.0, 1.0], size=(*photos.shape[:3], 3))
+    kept = {}
+    for name, noise in {"rgb": 8 * sign, "luma": 8 * sign[..., :1].repeat(3, axis=-1)}.items():
+        kept[name] = []
+        for image, delta in zip(photos, noise):
+            base = image.astype(np.float64).clip(8, 247)
+            protected = (base + delta).astype(np.uint8)
+            residual = _pillow_jpeg(protected, 75) - _pillow_jpeg(base.astype(np.uint8), 75)
+            kept[name].append((residual * delta).sum() / (delta * delta).sum())
+    assert np.mean(kept["luma"]) > np.mean(kept["rgb"]) + 0.05, kept
+
+
+def test_luma_is_refused_for_the_unet_generator(tmp_path):
+    from typer.testing import CliRunner
+
+    from t2ue.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", "fashion-mnist", "--generator", "unet", "--luma",
+                                      "-o", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "--luma" in result.output
+    assert not (tmp_path / "x").exists()
