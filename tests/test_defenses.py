@@ -150,6 +150,10 @@ def test_bundled_robust_model_loads_by_name():
     a = noise_from_text("a red bicycle leaning on a wall", model="robust", size=32)
     b = noise_from_text("a red bicycle leaning on a wall", model="default", size=32)
     assert a.abs().max() <= 8 / 255 + 1e-6 and not torch.allclose(a, b)
+    luma = load_noise_model("robust-luma")
+    assert luma.metadata["training"]["robust"] is True and luma.generator.config["luma"] is True
+    grey = noise_from_text("a red bicycle leaning on a wall", model="robust-luma", size=32)
+    assert grey.abs().max() <= 8 / 255 + 1e-6 and torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 0], grey[:, 2])
 
 
 def test_luma_generator_noise_passes_grayscale_and_round_trips(minilm_surrogate_dir, tiny_pairs, tmp_path):
