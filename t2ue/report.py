@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -214,21 +215,26 @@ def plot_defenses(table: Table, out_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = table.defense_matrix()
     defenses = sorted(table.defenses, key=lambda d: d != "none")
     if len(defenses) < 2 or table.clean is None:
         return None
+    # Rows measured under the undefended setting only (other plans' methods) say nothing about defenses.
+    rows = [row for row in table.defense_matrix()
+            if row["method"] == "none" or any(d != "none" for d in row["cells"])]
+    labels = ["clean" if r["method"] == "none" else r["method"] for r in rows]
     ratios = [[row["cells"].get(d, (None, None, None))[1] for d in defenses] for row in rows]
     grid = np.array([[np.nan if r is None else r for r in line] for line in ratios], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(defenses), 1.2 + 0.45 * len(rows)))
+    width = 1.6 + 0.06 * max(len(label) for label in labels) + 0.6 * len(defenses)
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.4 * len(rows)))
     image = ax.imshow(grid, cmap="RdYlGn_r", vmin=0, vmax=1.2, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(defenses)), [d.split(":")[0] + (f":{d.split('=')[-1]}" if "quality" in d else "")
                                          for d in defenses], rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(rows)), ["clean" if r["method"] == "none" else r["method"] for r in rows], fontsize=7)
-    ax.set_title(f"{table.title}\n{table.metric} / clean without defense", fontsize=8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    title = textwrap.fill(f"{table.title}: {table.metric} / clean without defense", width=int(12 * width))
+    ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     path = out_dir / f"{table.slug}-defenses.png"
