@@ -60,17 +60,20 @@ default-model: setup data
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 -o runs/default
 	cp -r runs/default/model/generator runs/default/model/noise_model.json t2ue/assets/default/
 
+# $(call bundle,NAME): copy runs/NAME's trained generator into t2ue/assets/NAME, pointing at the bundled text encoder.
+define bundle
+	mkdir -p t2ue/assets/$(1) && cp -r runs/$(1)/model/generator t2ue/assets/$(1)/
+	$(BIN)/python -c "import json; c=json.load(open('runs/$(1)/model/noise_model.json')); \
+	  c['text_encoder']='default'; json.dump(c, open('t2ue/assets/$(1)/noise_model.json', 'w'), indent=2)"
+endef
+
 robust-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust -o runs/robust
-	cp -r runs/robust/model/generator t2ue/assets/robust/
-	$(BIN)/python -c "import json; p='runs/robust/model/noise_model.json'; c=json.load(open(p)); \
-	  c['text_encoder']='default'; json.dump(c, open('t2ue/assets/robust/noise_model.json', 'w'), indent=2)"
+	$(call bundle,robust)
 
 # The robust recipe with one noise plane for R, G and B (t2ue train --luma): survives grayscale exactly.
 robust-luma-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --luma -o runs/robust-luma
-	mkdir -p t2ue/assets/robust-luma && cp -r runs/robust-luma/model/generator t2ue/assets/robust-luma/
-	$(BIN)/python -c "import json; p='runs/robust-luma/model/noise_model.json'; c=json.load(open(p)); \
-	  c['text_encoder']='default'; json.dump(c, open('t2ue/assets/robust-luma/noise_model.json', 'w'), indent=2)"
+	$(call bundle,robust-luma)
