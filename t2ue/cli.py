@@ -219,6 +219,9 @@ def train(
     resume: bool = typer.Option(True, help="Resume from the latest checkpoint in the output folder."),
     robust: bool = typer.Option(False, help="Expectation over JPEG / thumbnailing / blur in the loop, so the noise "
                                 "survives recompression."),
+    eot: str = typer.Option("standard", help="With --robust: 'standard' (JPEG quality 30-95, thumbnails to 50 %, "
+                            "blur sigma <= 1.5) or 'strong' (adds grayscale; JPEG down to quality 10, thumbnails to "
+                            "25 %, sigma <= 2)."),
     luma: bool = typer.Option(False, help="One noise plane shared by R, G and B (t2ue-gan): survives grayscale "
                               "conversion exactly and sits in JPEG's full-resolution luma channel."),
 ) -> None:
@@ -228,7 +231,12 @@ def train(
     from .generators import T2UEGenerator, UNetGenerator, build_generator
     from .surrogates import load_surrogate
     from .training import TrainConfig, train_generator
+    from .transforms import EOT_PRESETS
 
+    if eot not in EOT_PRESETS:
+        raise typer.BadParameter(f"{eot!r} is not one of {sorted(EOT_PRESETS)}", param_hint="--eot")
+    if eot != "standard" and not robust:
+        raise typer.BadParameter("--eot chooses the transformations of --robust; add --robust", param_hint="--eot")
     if luma and generator != T2UEGenerator.kind:
         raise typer.BadParameter(f"--luma is a t2ue-gan option, not one of {generator!r}", param_hint="--luma")
     sur = load_surrogate(surrogate)
@@ -243,7 +251,7 @@ def train(
     else:
         gen = build_generator(generator, token_dim=sur.token_dim, resolution=resolution, epsilon=eps)
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                         robust=robust)
+                         robust=robust, eot=eot)
     train_generator(gen, sur, dataset, output_dir, config, resume=resume,
                     surrogate_spec=None if surrogate == "default" else surrogate)
     typer.echo(f"noise model saved to {output_dir / 'model'}")

@@ -2,8 +2,9 @@
 
 Objective (error-minimising, one level): minimise the symmetric InfoNCE between the surrogate's
 f_I(x + delta) and f_T(t), delta = G(f_T(t), z). ``robust=True`` puts a random transformation between
-the protected image and the surrogate at every step (expectation over JPEG, thumbnailing and blur,
-:func:`t2ue.transforms.random_transformation`), so the noise learns to survive recompression.
+the protected image and the surrogate at every step (expectation over JPEG, thumbnailing and blur —
+and grayscale with ``eot="strong"`` — :func:`t2ue.transforms.random_transformation`), so the noise
+learns to survive recompression.
 The same command runs on the CPU, one GPU or several
 (``accelerate launch``). Checkpoints hold the full training state and resume exactly.
 """
@@ -26,7 +27,7 @@ from .generators import NoiseGenerator
 from .losses import clip_loss
 from .noise_model import NoiseModel
 from .surrogates import Surrogate
-from .transforms import random_transformation
+from .transforms import EOT_PRESETS, random_transformation
 
 
 @dataclass
@@ -42,6 +43,7 @@ class TrainConfig:
     num_workers: int = 0
     mixed_precision: str = "no"
     robust: bool = False
+    eot: str = "standard"  # with robust: a preset of t2ue.transforms.EOT_PRESETS
 
 
 def _collate(batch):
@@ -59,6 +61,9 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
                     progress: bool = True) -> NoiseModel:
     """Train ``generator`` and save the noise model to ``output_dir`` (final model in ``output_dir/model``)."""
     config = config or TrainConfig()
+    if config.eot not in EOT_PRESETS:
+        raise ValueError(f"unknown EOT preset {config.eot!r}; choose from {sorted(EOT_PRESETS)}")
+    eot = EOT_PRESETS[config.eot]
     output_dir = Path(output_dir)
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     set_seed(config.seed)
@@ -96,7 +101,8 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
             delta = generator(text, z, tokens=tokens, mask=mask)
             protected = (pixels + delta).clamp(0, 1)
             if config.robust:  # seeded by the step, so a resumed run draws the same transformations
-                protected = random_transformation(protected, torch.Generator().manual_seed(config.seed * 1_000_003 + step))
+                draw = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+                protected = random_transformation(protected, draw, eot)
             image = surrogate.encode_image(protected)
             loss = clip_loss(image, text, scale, keys=captions)
             optimizer.zero_grad(set_to_none=True)

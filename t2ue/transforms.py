@@ -9,6 +9,7 @@ gradients through, so the same code purifies data and sits inside a training loo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -155,18 +156,41 @@ def channel_shuffle(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.gather(x, 1, order[:, :, None, None].expand_as(x))
 
 
-EOT_KINDS = ("identity", "jpeg", "rescale", "blur")
+@dataclass(frozen=True)
+class EOT:
+    """The distribution a robust generator trains under: one kind drawn uniformly per step, then its
+    strength uniformly from its range (JPEG quality, thumbnail scale, blur σ)."""
+
+    kinds: tuple[str, ...] = ("identity", "jpeg", "rescale", "blur")
+    jpeg_quality: tuple[float, float] = (30, 95)
+    rescale: tuple[float, float] = (0.5, 1.0)
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
 
 
-def random_transformation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One draw of the robust generator's expectation over transformations: nothing, JPEG at a random
-    quality in [30, 95], thumbnail-and-back at 50–100 %, or a blur with σ in [0.5, 1.5]."""
+# "standard": the bundled robust model's recipe. "strong": adds grayscale and reaches JPEG quality 10,
+# quarter-size thumbnails and σ 2 — the cheap defenses that break the standard robust model.
+EOT_PRESETS = {
+    "standard": EOT(),
+    "strong": EOT(kinds=("identity", "jpeg", "rescale", "blur", "grayscale"), jpeg_quality=(10, 95),
+                  rescale=(0.25, 1.0), blur_sigma=(0.5, 2.0)),
+}
+
+
+def random_transformation(x: torch.Tensor, generator: torch.Generator, eot: EOT = EOT_PRESETS["standard"]) -> torch.Tensor:
+    """One draw from ``eot`` (by default: nothing, JPEG at quality 30–95, thumbnail-and-back at 50–100 %,
+    or blur with σ 0.5–1.5), applied to the whole batch."""
     draw = torch.rand(2, generator=generator).tolist()
-    kind = EOT_KINDS[int(draw[0] * len(EOT_KINDS))]
+    kind = eot.kinds[int(draw[0] * len(eot.kinds))]
+
+    def pick(bounds: tuple[float, float]) -> float:
+        return bounds[0] + (bounds[1] - bounds[0]) * draw[1]
+
     if kind == "jpeg":
-        return jpeg(x, 30 + 65 * draw[1])
+        return jpeg(x, pick(eot.jpeg_quality))
     if kind == "rescale":
-        return rescale(x, 0.5 + 0.5 * draw[1])
+        return rescale(x, pick(eot.rescale))
     if kind == "blur":
-        return gaussian_blur(x, 0.5 + draw[1])
+        return gaussian_blur(x, pick(eot.blur_sigma))
+    if kind == "grayscale":
+        return grayscale(x)
     return x

@@ -150,6 +150,8 @@ def test_bundled_robust_model_loads_by_name():
     a = noise_from_text("a red bicycle leaning on a wall", model="robust", size=32)
     b = noise_from_text("a red bicycle leaning on a wall", model="default", size=32)
     assert a.abs().max() <= 8 / 255 + 1e-6 and not torch.allclose(a, b)
+    strong = load_noise_model("robust-strong")
+    assert strong.metadata["training"]["robust"] is True and strong.metadata["training"]["eot"] == "strong"
     luma = load_noise_model("robust-luma")
     assert luma.metadata["training"]["robust"] is True and luma.generator.config["luma"] is True
     grey = noise_from_text("a red bicycle leaning on a wall", model="robust-luma", size=32)
@@ -199,4 +201,39 @@ def test_luma_is_refused_for_the_unet_generator(tmp_path):
     result = CliRunner().invoke(app, ["train", "--data", "fashion-mnist", "--generator", "unet", "--luma",
                                       "-o", str(tmp_path / "x")])
     assert result.exit_code != 0 and "--luma" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_eot_presets_standard_recipe_unchanged_and_strong_reaches_the_breaking_defenses():
+    """The standard preset keeps the bundled robust model's draws; "strong" adds grayscale and JPEG 10."""
+    x = torch.rand(2, 3, 32, 32)
+    for seed in range(12):  # the standard recipe, written out: kind from the first draw, strength from the second
+        d0, d1 = torch.rand(2, generator=torch.Generator().manual_seed(seed)).tolist()
+        kind = ("identity", "jpeg", "rescale", "blur")[int(d0 * 4)]
+        expected = {"identity": x, "jpeg": T.jpeg(x, 30 + 65 * d1), "rescale": T.rescale(x, 0.5 + 0.5 * d1),
+                    "blur": T.gaussian_blur(x, 0.5 + d1)}[kind]
+        assert torch.equal(T.random_transformation(x, torch.Generator().manual_seed(seed)), expected)
+    strong = T.EOT_PRESETS["strong"]
+    assert "grayscale" in strong.kinds and strong.jpeg_quality[0] <= 10
+    outputs = [T.random_transformation(x, torch.Generator().manual_seed(s), strong) for s in range(40)]
+    assert any(torch.equal(out, T.grayscale(x)) for out in outputs)
+
+
+def test_strong_eot_is_recorded_and_refused_without_robust(minilm_surrogate_dir, tiny_pairs, tmp_path):
+    from typer.testing import CliRunner
+
+    from t2ue.cli import app
+    from t2ue.generators import T2UEGenerator
+    from t2ue.surrogates import load_surrogate
+
+    surrogate = load_surrogate(minilm_surrogate_dir)
+    generator = T2UEGenerator(text_dim=surrogate.embed_dim, resolution=32)
+    train_generator(generator, surrogate, tiny_pairs, tmp_path / "run",
+                    TrainConfig(steps=5, batch_size=8, checkpoint_every=1000, robust=True, eot="strong"), progress=False)
+    saved = json.loads((tmp_path / "run" / "model" / "noise_model.json").read_text())
+    assert saved["training"]["eot"] == "strong"
+    with pytest.raises(ValueError, match="EOT preset"):
+        train_generator(generator, surrogate, tiny_pairs, tmp_path / "bad", TrainConfig(steps=1, eot="jpeg-only"))
+    result = CliRunner().invoke(app, ["train", "--data", "fashion-mnist", "--eot", "strong", "-o", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "--robust" in result.output
     assert not (tmp_path / "x").exists()
