@@ -17,8 +17,9 @@ from .noise_model import NoiseModel
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 # Noise models that ship with the package: the default; one trained with JPEG/thumbnail/blur in the loop;
-# and that robust recipe with one noise plane for R, G and B (a research variant: survives grayscale exactly,
-# but measured not to protect the Fashion-MNIST classifier; see eval/REPORT.md).
+# one whose expectation also holds grayscale and JPEG down to quality 10 (robust-strong); and the robust
+# recipe with one noise plane for R, G and B (a research variant: survives grayscale exactly, but measured
+# not to protect the Fashion-MNIST classifier; see eval/REPORT.md).
 BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", "robust", "robust-strong", "robust-luma")}
 
 __all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR",
@@ -36,7 +37,7 @@ def model_folder(model: str | os.PathLike) -> Path:
 
 
 def load_noise_model(model: str | os.PathLike | NoiseModel = "default") -> NoiseModel:
-    """A noise model from ``"default"``, ``"robust"`` or ``"robust-luma"`` (bundled), a folder, or an already loaded instance."""
+    """A noise model bundled by name (:data:`BUNDLED_MODELS`), a folder, or an already loaded instance."""
     if isinstance(model, NoiseModel):
         return model
     path = model_folder(model)
