@@ -115,15 +115,31 @@ class NoProtection(ProtectionMethod):
 
 @register_method
 class UniformNoise(ProtectionMethod):
-    """Uniform random noise in [-eps, eps], independent per pixel and image: the "is it just noise?" row."""
+    """Uniform random noise in [-eps, eps], independent per pixel: the "is it just noise?" row.
+
+    ``mode=sample`` draws one pattern per image, ``mode=class`` one per label; ``luma=true`` draws one
+    plane for R, G and B (grey noise, which grayscale conversion leaves as it is).
+    """
 
     name = "random"
     cacheable = False
+    defaults = {"mode": "sample", "luma": "false"}
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        mode, luma = self.params["mode"], self.params["luma"]
+        if mode not in ("sample", "class") or luma not in ("true", "false"):
+            raise ValueError(f"random takes mode=sample|class and luma=true|false, got {self.spec()!r}")
+        if mode == "class":
+            if data.labels is None:
+                raise ValueError(f"class-wise random noise needs labels; the set {data.name!r} has none")
+            count, index = len(data.class_names), np.asarray(data.labels, dtype=np.int64)
+        else:
+            count, index = len(data), np.arange(len(data))
         rng = np.random.default_rng([seed, 0x5EED])
-        delta = rng.uniform(-epsilon, epsilon, size=data.images.shape).astype(np.float32)
-        return Noise(to_levels(delta), np.arange(len(data)))
+        planes = 1 if luma == "true" else data.images.shape[-1]
+        delta = rng.uniform(-epsilon, epsilon, size=(count, *data.images.shape[1:-1], planes)).astype(np.float32)
+        delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
+        return Noise(to_levels(delta), index)
 
 
 def model_digest(model: str, salt: str = "") -> str:

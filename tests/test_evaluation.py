@@ -9,7 +9,7 @@ from t2ue.cli import app
 from t2ue.data import ImageTextSet, load_dataset, load_image_folder, load_karpathy, part_indices
 from t2ue.evaluation import EvalPlan, RunConfig, method_noise, protect_split, run_one
 from t2ue.images import add_noise_uint8
-from t2ue.methods import METHODS, parse_method
+from t2ue.methods import METHODS, parse_method, to_levels
 from t2ue.metrics import headline
 from t2ue.report import RecipeMismatch, Table, load_results, tables, write_report
 from t2ue.victims import VictimRecipe
@@ -38,6 +38,24 @@ def test_noise_levels_are_quantise_after_adding(tiny_pairs):
     delta = noise.levels.astype(np.float32) / 255
     assert np.array_equal(noise.apply(tiny_pairs.images), add_noise_uint8(tiny_pairs.images, delta))
     assert np.abs(noise.levels).max() <= 8
+
+
+def test_random_noise_sample_class_and_grey(tiny_pairs):
+    """The plain draw is unchanged; class-wise rows share a pattern per label; luma=true is grey."""
+    images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
+    labels = np.arange(len(images)) % 3
+    data = ImageTextSet(images, tiny_pairs.captions, labels, ("cat", "rocket", "moon"))
+    plain = parse_method("random").noise(data, 8 / 255, seed=2)
+    expected = np.random.default_rng([2, 0x5EED]).uniform(-8 / 255, 8 / 255, size=images.shape).astype(np.float32)
+    assert np.array_equal(plain.levels, to_levels(expected)) and np.array_equal(plain.index, np.arange(len(images)))
+    grey = parse_method("random:mode=class,luma=true").noise(data, 8 / 255, seed=2)
+    assert grey.levels.shape == (3, 16, 16, 3) and np.array_equal(grey.index, labels)
+    assert (grey.levels[..., 0] == grey.levels[..., 1]).all() and (grey.levels[..., 0] == grey.levels[..., 2]).all()
+    assert np.abs(grey.levels).max() <= 8 and len(np.unique(grey.levels.reshape(3, -1), axis=0)) == 3
+    with pytest.raises(ValueError, match="needs labels"):
+        parse_method("random:mode=class").noise(ImageTextSet(images, tiny_pairs.captions), 8 / 255, 0)
+    with pytest.raises(ValueError, match="luma=true"):
+        parse_method("random:luma=yes").noise(data, 8 / 255, 0)
 
 
 def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs):
