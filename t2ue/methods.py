@@ -125,6 +125,12 @@ class UniformNoise(ProtectionMethod):
     cacheable = False
     defaults = {"mode": "sample", "luma": "false"}
 
+    def spec(self) -> str:
+        """Parameters left at their defaults are left out, so the plain row stays ``random`` (its name
+        in every run made before these parameters existed)."""
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()) if v != self.defaults[k])
+        return f"{self.name}:{args}" if args else self.name
+
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         mode, luma = self.params["mode"], self.params["luma"]
         if mode not in ("sample", "class") or luma not in ("true", "false"):

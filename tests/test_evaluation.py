@@ -48,6 +48,8 @@ def test_random_noise_sample_class_and_grey(tiny_pairs):
     plain = parse_method("random").noise(data, 8 / 255, seed=2)
     expected = np.random.default_rng([2, 0x5EED]).uniform(-8 / 255, 8 / 255, size=images.shape).astype(np.float32)
     assert np.array_equal(plain.levels, to_levels(expected)) and np.array_equal(plain.index, np.arange(len(images)))
+    assert parse_method("random:mode=sample").spec() == "random"
+    assert parse_method("random:luma=true,mode=class").spec() == "random:luma=true,mode=class"
     grey = parse_method("random:mode=class,luma=true").noise(data, 8 / 255, seed=2)
     assert grey.levels.shape == (3, 16, 16, 3) and np.array_equal(grey.index, labels)
     assert (grey.levels[..., 0] == grey.levels[..., 1]).all() and (grey.levels[..., 0] == grey.levels[..., 2]).all()
