@@ -13,11 +13,13 @@ import os
 import re
 import textwrap
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from .budget import parse_epsilon
+from .defenses import DEFENSES
 from .evaluation import RUN_FORMAT
 from .metrics import headline
 
@@ -64,6 +66,25 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def defense_order(spec: str) -> tuple:
+    """Sort key for defense columns: none first, then the registry's order (JPEG, grayscale, blur, …,
+    PGD-AT), one defense's settings by their numbers (JPEG 10 before 75)."""
+    if spec == "none":
+        return ((-1, ()),)
+    names = list(DEFENSES)
+    key = []
+    for part in spec.split("+"):
+        name, _, args = part.partition(":")
+        numbers = []
+        for value in re.findall(r"=([^,]+)", args):
+            try:
+                numbers.append(float(Fraction(value)))
+            except (ValueError, ZeroDivisionError):
+                numbers.append(0.0)
+        key.append((names.index(name) if name in names else len(names), tuple(numbers)))
+    return tuple(key)
+
+
 class Table:
     """One comparison: rows (method, budget, fraction) × metric columns, aggregated over seeds."""
 
@@ -87,7 +108,7 @@ class Table:
         rows = defaultdict(list)
         for result in results:
             rows[_row_key(result)].append(result)
-        self.defenses = list(dict.fromkeys(r["config"].get("defense", "none") for r in results))
+        self.defenses = sorted(dict.fromkeys(r["config"].get("defense", "none") for r in results), key=defense_order)
         order = {d: i for i, d in enumerate(sorted(self.defenses, key=lambda d: d != "none"))}
         self.rows = dict(sorted(rows.items(), key=lambda item: (order[item[0][3]], item[0][0] != "none", item[0][0],
                                                                 _budget(item[0][1]), item[0][2])))

@@ -238,3 +238,11 @@ def test_strong_eot_is_recorded_and_refused_without_robust(minilm_surrogate_dir,
     result = CliRunner().invoke(app, ["train", "--data", "fashion-mnist", "--eot", "strong", "-o", str(tmp_path / "x")])
     assert result.exit_code != 0 and "--robust" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_defense_columns_follow_the_registry_and_strength():
+    from t2ue.report import defense_order
+
+    found = ["median", "jpeg:quality=75", "grayscale+strong-aug", "none", "pgd-at:steps=2", "jpeg:quality=10", "grayscale"]
+    assert sorted(found, key=defense_order) == ["none", "jpeg:quality=10", "jpeg:quality=75", "grayscale",
+                                                "grayscale+strong-aug", "median", "pgd-at:steps=2"]
