@@ -109,7 +109,7 @@ class Table:
         for result in results:
             rows[_row_key(result)].append(result)
         self.defenses = sorted(dict.fromkeys(r["config"].get("defense", "none") for r in results), key=defense_order)
-        order = {d: i for i, d in enumerate(sorted(self.defenses, key=lambda d: d != "none"))}
+        order = {d: i for i, d in enumerate(self.defenses)}
         self.rows = dict(sorted(rows.items(), key=lambda item: (order[item[0][3]], item[0][0] != "none", item[0][0],
                                                                 _budget(item[0][1]), item[0][2])))
         clean = self.rows.get(("none", "0", 1.0, "none"))
@@ -175,7 +175,7 @@ class Table:
 
     def matrix_markdown(self) -> str:
         """The method × defense table (only for tables with more than one defense)."""
-        defenses = sorted(self.defenses, key=lambda d: d != "none")
+        defenses = self.defenses
         two_way = self.metric == "R@10"
         lines = [f"#### {self.title}: method × defense", "",
                  f"Each cell: {self.metric}" + (" (image→text / text→image R@10, then their mean)" if two_way else "")
@@ -236,7 +236,7 @@ def plot_defenses(table: Table, out_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    defenses = sorted(table.defenses, key=lambda d: d != "none")
+    defenses = table.defenses
     if len(defenses) < 2 or table.clean is None:
         return None
     # Rows measured under the undefended setting only (other plans' methods) say nothing about defenses.
