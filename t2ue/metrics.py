@@ -59,6 +59,25 @@ def accuracy(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarra
     return float((np.asarray(logits).argmax(axis=1) == np.asarray(labels)).mean())
 
 
+def confusion(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> list[list[int]]:
+    """Counts of (true class, predicted class), rows true: shows *which* distinctions a victim
+    learnt, e.g. whether protected training still separates coarse groups of classes."""
+    n = np.asarray(logits).shape[1]
+    pairs = np.asarray(labels) * n + np.asarray(logits).argmax(axis=1)
+    return np.bincount(pairs, minlength=n * n).reshape(n, n).tolist()
+
+
+def grouped_accuracy(matrix: list[list[int]] | np.ndarray, groups: list[tuple[int, ...]]) -> float:
+    """Accuracy once classes are merged into groups (a prediction counts if it lands in the true
+    class's group), read from a confusion matrix."""
+    matrix = np.asarray(matrix)
+    group_of = np.empty(len(matrix), dtype=int)
+    for g, members in enumerate(groups):
+        group_of[list(members)] = g
+    same = group_of[:, None] == group_of[None, :]
+    return float(matrix[same].sum() / matrix.sum())
+
+
 def headline(metrics: dict[str, float]) -> tuple[str, float, float]:
     """The one number a verdict or plot uses, and its random-guess value.
 

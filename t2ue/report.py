@@ -291,7 +291,8 @@ def tables(results: list[dict]) -> list[Table]:
 
 
 def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
-    """One row per run: configuration, protection, metrics and timings, flattened."""
+    """One row per run: configuration, protection, scalar metrics and timings, flattened (the
+    confusion matrix stays in the run JSON)."""
     rows = []
     for r in results:
         row = {"run_id": r["run_id"], "dataset": r["dataset"]["name"], "method": r["config"]["method"],
@@ -299,7 +300,8 @@ def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
                "epsilon": r["config"]["epsilon"], "fraction": r["config"]["fraction"], "seed": r["config"]["seed"],
                **{f"victim_{k}": v for k, v in r["config"]["victim"].items()},
                **{f"protection_{k}": v for k, v in r["protection"].items()},
-               **r["metrics"], "train_seconds": r["timings"]["train_seconds"], "machine": r["machine"]}
+               **{k: v for k, v in r["metrics"].items() if not isinstance(v, list)},
+               "train_seconds": r["timings"]["train_seconds"], "machine": r["machine"]}
         rows.append(row)
     fields = list(dict.fromkeys(k for row in rows for k in row))
     path = Path(path)

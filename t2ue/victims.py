@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .data import ImageTextSet
 from .defenses import DefenseChain
 from .losses import clip_loss
-from .metrics import accuracy, retrieval_metrics
+from .metrics import accuracy, confusion, retrieval_metrics
 from .optim import cosine_with_warmup, update
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -239,7 +239,7 @@ def train_victim(data: ImageTextSet, recipe: VictimRecipe, *, seed: int = 0, dev
 @torch.no_grad()
 def evaluate_victim(model: nn.Module, recipe: VictimRecipe, test: ImageTextSet, *, batch_size: int = 256) -> dict:
     """Metrics on the clean test set: retrieval (and zero-shot accuracy on labelled sets) for CLIPs,
-    top-1 accuracy for classifiers; each with its random-guess value."""
+    top-1 accuracy and the confusion matrix for classifiers; each with its random-guess value."""
     dev = next(model.parameters()).device
     images = torch.from_numpy(np.ascontiguousarray(test.images))
     chunks = [np.arange(i, min(i + batch_size, len(test))) for i in range(0, len(test), batch_size)]
@@ -248,7 +248,7 @@ def evaluate_victim(model: nn.Module, recipe: VictimRecipe, test: ImageTextSet, 
         logits = torch.cat([model(_pixels(images, idx, dev)).float().cpu() for idx in chunks])
         counts = np.bincount(labels, minlength=logits.shape[1])
         return {"accuracy": accuracy(logits, labels), "random_accuracy": 1.0 / logits.shape[1],
-                "majority_accuracy": float(counts.max() / counts.sum())}
+                "majority_accuracy": float(counts.max() / counts.sum()), "confusion": confusion(logits, labels)}
     img = torch.cat([model.encode_images(_pixels(images, idx, dev)).float().cpu() for idx in chunks])
     captions, owner = test.all_captions()
     txt = torch.cat([model.encode_texts(captions[i : i + batch_size]).float().cpu()

@@ -3,7 +3,7 @@ import pytest
 
 from t2ue.data import load_pairs_file, openclipart_caption, role_split, svg_metadata
 from t2ue.losses import clip_loss
-from t2ue.metrics import retrieval_metrics
+from t2ue.metrics import confusion, grouped_accuracy, retrieval_metrics
 
 SVG = """<?xml version="1.0"?>
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/"
@@ -56,6 +56,16 @@ def test_retrieval_by_hand_with_several_captions_and_ties():
     # caption2 -> image1 rank1; caption3 -> image2 .7071 < image0 1 -> rank 2
     assert m["t2i_R@1"] == 0.5 and m["t2i_median_rank"] == 1.5 and m["t2i_mean_rank"] == pytest.approx(7 / 4)
     assert m["random_t2i_R@1"] == pytest.approx(1 / 3)
+
+
+def test_confusion_and_grouped_accuracy_by_hand():
+    # four classes, groups {0, 1} and {2, 3}; predictions: 0->1, 1->1, 2->0, 3->3, 3->2
+    logits = np.eye(4)[[1, 1, 0, 3, 2]]
+    matrix = confusion(logits, np.array([0, 1, 2, 3, 3]))
+    assert matrix == [[0, 1, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1]]
+    # right class 2 of 5; right group: 0->1, 1->1, 3->3, 3->2 = 4 of 5
+    assert grouped_accuracy(matrix, [(0, 1), (2, 3)]) == pytest.approx(0.8)
+    assert grouped_accuracy(matrix, [(0,), (1,), (2,), (3,)]) == pytest.approx(0.4)
 
 
 def test_collapsed_embeddings_score_like_chance():

@@ -36,6 +36,9 @@ def test_classifier_victim_learns_labels(tiny_pairs):
     model, _ = train_victim(data, recipe, progress=False)
     metrics = evaluate_victim(model, recipe, data)
     assert metrics["accuracy"] >= 0.8 and metrics["random_accuracy"] == 0.5
+    matrix = np.array(metrics["confusion"])
+    assert matrix.shape == (2, 2) and matrix.sum(axis=1).tolist() == [8, 8]
+    assert np.trace(matrix) / matrix.sum() == metrics["accuracy"]
 
 
 def test_finetune_victim_updates_a_pretrained_clip(open_clip_dir, tiny_pairs):
