@@ -289,6 +289,9 @@ def evaluate(
     fractions: str = typer.Option(None, help="Comma-separated protected shares, e.g. 0,0.2,0.4,0.6,0.8,1."),
     defense: list[str] = typer.Option(None, "--defense", help="Repeatable: none, jpeg:quality=75, grayscale, blur, "
                                       "bit-depth, median, noise-rescale, strong-aug, ueraser, pgd-at; combine with +."),
+    exploiter: list[str] = typer.Option(None, "--exploiter", help="Repeatable: same, coarse-labels (Fashion-MNIST "
+                                        "10 -> 4 groups), title-captions (openclipart): the labels or captions the "
+                                        "victim trains on."),
     train_limit: int = typer.Option(None, help="Use a seeded sample of at most this many training pairs."),
     test_limit: int = typer.Option(None, help="Use a seeded sample of at most this many test pairs."),
     epochs: int = typer.Option(None, help="Override the victims' epochs."),
@@ -315,7 +318,7 @@ def evaluate(
     overrides = {"dataset": data, "methods": method or None, "victims": victim or None,
                  "seeds": _split_list(seeds, int), "epsilons": _split_list(epsilons),
                  "fractions": _split_list(fractions, float), "defenses": defense or None,
-                 "train_limit": train_limit, "test_limit": test_limit}
+                 "exploiters": exploiter or None, "train_limit": train_limit, "test_limit": test_limit}
     for key, value in overrides.items():
         if value is not None:
             setattr(plan, key, value)

@@ -170,6 +170,8 @@ def test_cli_evaluate_report_and_verify(photo_folder, tiny_noise_model_dir, tmp_
     assert summary["train_pairs"] == 11 and summary["metric"] == "R@10"
     bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nowhere"), "-o", str(out), "--no-progress"])
     assert bad.exit_code == 1 and "nowhere" in bad.output
+    view = runner.invoke(app, ["evaluate", "--data", str(photo_folder), "--exploiter", "coarse", "-o", str(out)])
+    assert view.exit_code == 2 and "coarse-labels" in view.output  # the valid views are named
 
 
 def test_unreadable_images_are_left_out_by_name(photo_folder, tmp_path):
