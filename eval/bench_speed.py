@@ -114,8 +114,9 @@ def main() -> None:
         "targets": {"texts_per_s": ">= 100", "protect_12mp_s": "<= 1", "peak_rss_mb": "<= 1536", "load_s": "<= 5"},
     }
     print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    from t2ue.evaluation import write_json  # after the peak-memory reading
+
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ of the change JPEG leaves on the perturbation). Explains the defense table in ev
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from t2ue import transforms as T
 from t2ue.api import BUNDLED_MODELS
 from t2ue.data import ImageTextSet, load_dataset
 from t2ue.defenses import parse_defense
+from t2ue.evaluation import write_json
 
 
 def mean_square(x: torch.Tensor) -> float:
@@ -63,11 +63,7 @@ def main() -> None:
                "models": {name: anatomy(name, data) for name in BUNDLED_MODELS}}
     for name, row in results["models"].items():
         print(f"{name:14s} " + "  ".join(f"{key} {value}" for key, value in row.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(results, indent=2) + "\n")
-    temporary.replace(args.out)
-    print(f"saved {args.out}")
+    print(f"saved {write_json(args.out, results)}")
 
 
 if __name__ == "__main__":

@@ -174,12 +174,17 @@ def _machine(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"
 
 
-def _write_json(path: Path, payload: dict) -> None:
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    """Write a results JSON atomically (temporary file + rename): an interrupted run never leaves half
+    a file where a sweep or a benchmark would read it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.part")
     with os.fdopen(handle, "w") as out:
         json.dump(payload, out, indent=2)
+        out.write("\n")
     os.replace(tmp, path)
+    return path
 
 
 def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip_existing: bool = False,
@@ -227,7 +232,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if path is not None:
-        _write_json(path, result)
+        write_json(path, result)
     return result
 
 
