@@ -2,8 +2,8 @@
 
 Reads classifier runs (10 classes, the protector's own labels) that carry a confusion matrix and
 splits their accuracy into the coarse part — tops, trousers, footwear, bags, the exploiter's groups in
-label-agnostic setting (b) — and the fine part within a group. If protection removes only the fine
-part, a victim trained on the coarse groups learns them from content, whatever the noise.
+label-agnostic setting (b) — and the fine part within a group: does protection remove only the fine
+distinctions, or the coarse ones too? (Measured: the coarse ones too; see eval/REPORT.md, (b).)
 
     python eval/coarse_vs_fine.py [RUNS_FOLDER] [-o eval/results/coarse-vs-fine.json]
 """
