@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .budget import parse_epsilon
-from .defenses import DEFENSES
+from .defenses import DEFENSES, parse_defense
 from .evaluation import RUN_FORMAT
 from .metrics import headline
 
@@ -69,20 +69,18 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def defense_order(spec: str) -> tuple:
     """Sort key for defense columns: none first, then the registry's order (JPEG, grayscale, blur, …,
     PGD-AT), one defense's settings by their numbers (JPEG 10 before 75)."""
-    if spec == "none":
+    parts = parse_defense(spec).parts
+    if not parts:
         return ((-1, ()),)
     names = list(DEFENSES)
-    key = []
-    for part in spec.split("+"):
-        name, _, args = part.partition(":")
-        numbers = []
-        for value in re.findall(r"=([^,]+)", args):
-            try:
-                numbers.append(float(Fraction(value)))
-            except (ValueError, ZeroDivisionError):
-                numbers.append(0.0)
-        key.append((names.index(name) if name in names else len(names), tuple(numbers)))
-    return tuple(key)
+    return tuple((names.index(part.name), tuple(_number(v) for _, v in sorted(part.params.items()))) for part in parts)
+
+
+def _number(value: str) -> float:
+    try:
+        return float(Fraction(value))
+    except (ValueError, ZeroDivisionError):
+        return 0.0
 
 
 class Table:
