@@ -118,12 +118,14 @@ class UniformNoise(ProtectionMethod):
     """Uniform random noise in [-eps, eps], independent per pixel: the "is it just noise?" row.
 
     ``mode=sample`` draws one pattern per image, ``mode=class`` one per label; ``luma=true`` draws one
-    plane for R, G and B (grey noise, which grayscale conversion leaves as it is).
+    plane for R, G and B (grey noise, which grayscale conversion leaves as it is); ``patch=P`` draws one
+    value per P x P block (low-frequency noise, the linearly separable "synthetic shortcut" of Yu et al.,
+    KDD 2022, which blur, resizing and median filters leave nearly as it is).
     """
 
     name = "random"
     cacheable = False
-    defaults = {"mode": "sample", "luma": "false"}
+    defaults = {"mode": "sample", "luma": "false", "patch": "1"}
 
     def spec(self) -> str:
         """Parameters left at their defaults are left out, so the plain row stays ``random`` (its name
@@ -132,9 +134,10 @@ class UniformNoise(ProtectionMethod):
         return f"{self.name}:{args}" if args else self.name
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        mode, luma = self.params["mode"], self.params["luma"]
-        if mode not in ("sample", "class") or luma not in ("true", "false"):
-            raise ValueError(f"random takes mode=sample|class and luma=true|false, got {self.spec()!r}")
+        mode, luma, patch = self.params["mode"], self.params["luma"], self.params["patch"]
+        if mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit() or patch == "0":
+            raise ValueError(f"random takes mode=sample|class, luma=true|false and patch=P (pixels, >= 1), "
+                             f"got {self.spec()!r}")
         if mode == "class":
             if data.labels is None:
                 raise ValueError(f"class-wise random noise needs labels; the set {data.name!r} has none")
@@ -142,8 +145,11 @@ class UniformNoise(ProtectionMethod):
         else:
             count, index = len(data), np.arange(len(data))
         rng = np.random.default_rng([seed, 0x5EED])
-        planes = 1 if luma == "true" else data.images.shape[-1]
-        delta = rng.uniform(-epsilon, epsilon, size=(count, *data.images.shape[1:-1], planes)).astype(np.float32)
+        planes, p = (1 if luma == "true" else data.images.shape[-1]), int(patch)
+        height, width = data.images.shape[1:3]
+        blocks = (count, -(-height // p), -(-width // p), planes)
+        delta = rng.uniform(-epsilon, epsilon, size=blocks).astype(np.float32)
+        delta = delta.repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
         delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
         return Noise(to_levels(delta), index)
 

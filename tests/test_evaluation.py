@@ -60,6 +60,25 @@ def test_random_noise_sample_class_and_grey(tiny_pairs):
         parse_method("random:luma=yes").noise(data, 8 / 255, 0)
 
 
+def test_random_patch_noise_is_block_constant(tiny_pairs):
+    """patch=P: one value per P x P block (the last blocks cut at the border), inside the budget."""
+    images = np.stack([np.asarray(Image.fromarray(im).resize((18, 18))) for im in tiny_pairs.images])
+    labels = np.arange(len(images)) % 3
+    data = ImageTextSet(images, tiny_pairs.captions, labels, ("cat", "rocket", "moon"))
+    assert parse_method("random:patch=1").noise(data, 8 / 255, 2).levels.tolist() == \
+        parse_method("random").noise(data, 8 / 255, 2).levels.tolist()
+    blocks = parse_method("random:mode=class,luma=true,patch=4").noise(data, 8 / 255, seed=2).levels
+    assert blocks.shape == (3, 18, 18, 3) and np.abs(blocks).max() <= 8
+    for r in range(0, 18, 4):
+        for c in range(0, 18, 4):
+            block = blocks[:, r : r + 4, c : c + 4, 0]
+            assert (block == block[:, :1, :1]).all()
+    assert len(np.unique(blocks[0, ::4, ::4, 0])) > 5  # the blocks differ from one another
+    for bad in ("0", "two", "-3"):
+        with pytest.raises(ValueError, match="patch=P"):
+            parse_method(f"random:patch={bad}").noise(data, 8 / 255, 0)
+
+
 def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs):
     images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
     captions = tiny_pairs.captions[:8] * 2  # every description twice
