@@ -115,7 +115,8 @@ class NoProtection(ProtectionMethod):
 
 @register_method
 class UniformNoise(ProtectionMethod):
-    """Uniform random noise in [-eps, eps], independent per pixel: the "is it just noise?" row.
+    """Uniform random noise in [-eps, eps], independent per pixel unless ``patch`` says otherwise: the
+    "is it just noise?" row.
 
     ``mode=sample`` draws one pattern per image, ``mode=class`` one per label; ``luma=true`` draws one
     plane for R, G and B (grey noise, which grayscale conversion leaves as it is); ``patch=P`` draws one
@@ -135,7 +136,7 @@ class UniformNoise(ProtectionMethod):
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         mode, luma, patch = self.params["mode"], self.params["luma"], self.params["patch"]
-        if mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit() or patch == "0":
+        if mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit() or int(patch) < 1:
             raise ValueError(f"random takes mode=sample|class, luma=true|false and patch=P (pixels, >= 1), "
                              f"got {self.spec()!r}")
         if mode == "class":

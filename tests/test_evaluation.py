@@ -74,7 +74,7 @@ def test_random_patch_noise_is_block_constant(tiny_pairs):
             block = blocks[:, r : r + 4, c : c + 4, 0]
             assert (block == block[:, :1, :1]).all()
     assert len(np.unique(blocks[0, ::4, ::4, 0])) > 5  # the blocks differ from one another
-    for bad in ("0", "two", "-3"):
+    for bad in ("0", "00", "two", "-3"):
         with pytest.raises(ValueError, match="patch=P"):
             parse_method(f"random:patch={bad}").noise(data, 8 / 255, 0)
 
