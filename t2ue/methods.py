@@ -121,12 +121,13 @@ class UniformNoise(ProtectionMethod):
     ``mode=sample`` draws one pattern per image, ``mode=class`` one per label; ``luma=true`` draws one
     plane for R, G and B (grey noise, which grayscale conversion leaves as it is); ``patch=P`` draws one
     value per P x P block (low-frequency noise, the linearly separable "synthetic shortcut" of Yu et al.,
-    KDD 2022, which blur, resizing and median filters leave nearly as it is).
+    KDD 2022, which blur, resizing and median filters leave nearly as it is); ``dist=sign`` draws every
+    value as +eps or -eps (the most energy the budget allows, RMS eps against eps / sqrt(3) for uniform).
     """
 
     name = "random"
     cacheable = False
-    defaults = {"mode": "sample", "luma": "false", "patch": "1"}
+    defaults = {"mode": "sample", "luma": "false", "patch": "1", "dist": "uniform"}
 
     def spec(self) -> str:
         """Parameters left at their defaults are left out, so the plain row stays ``random`` (its name
@@ -135,10 +136,11 @@ class UniformNoise(ProtectionMethod):
         return f"{self.name}:{args}" if args else self.name
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        mode, luma, patch = self.params["mode"], self.params["luma"], self.params["patch"]
-        if mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit() or int(patch) < 1:
-            raise ValueError(f"random takes mode=sample|class, luma=true|false and patch=P (pixels, >= 1), "
-                             f"got {self.spec()!r}")
+        mode, luma, patch, dist = (self.params[k] for k in ("mode", "luma", "patch", "dist"))
+        if (mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit()
+                or int(patch) < 1 or dist not in ("uniform", "sign")):
+            raise ValueError(f"random takes mode=sample|class, luma=true|false, patch=P (pixels, >= 1) and "
+                             f"dist=uniform|sign, got {self.spec()!r}")
         if mode == "class":
             if data.labels is None:
                 raise ValueError(f"class-wise random noise needs labels; the set {data.name!r} has none")
@@ -149,7 +151,10 @@ class UniformNoise(ProtectionMethod):
         planes, p = (1 if luma == "true" else data.images.shape[-1]), int(patch)
         height, width = data.images.shape[1:3]
         blocks = (count, -(-height // p), -(-width // p), planes)
-        delta = rng.uniform(-epsilon, epsilon, size=blocks).astype(np.float32)
+        if dist == "sign":
+            delta = (epsilon * rng.choice(np.array([-1.0, 1.0]), size=blocks)).astype(np.float32)
+        else:
+            delta = rng.uniform(-epsilon, epsilon, size=blocks).astype(np.float32)
         delta = delta.repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
         delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
         return Noise(to_levels(delta), index)

@@ -79,6 +79,20 @@ def test_random_patch_noise_is_block_constant(tiny_pairs):
             parse_method(f"random:patch={bad}").noise(data, 8 / 255, 0)
 
 
+def test_random_sign_noise_uses_the_whole_budget(tiny_pairs):
+    """dist=sign: every value is +eps or -eps, both signs drawn, block-constant with patch; the plain
+    uniform draw keeps its spec (and run ids) unchanged."""
+    images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
+    data = ImageTextSet(images, tiny_pairs.captions, np.arange(len(images)) % 3, ("cat", "rocket", "moon"))
+    assert parse_method("random:dist=uniform").spec() == "random"
+    sign = parse_method("random:dist=sign,mode=class,patch=4").noise(data, 8 / 255, seed=3).levels
+    assert set(np.unique(sign).tolist()) == {-8, 8}
+    assert (sign[:, :4, :4] == sign[:, :1, :1]).all() and not (sign[..., 0] == sign[..., 1]).all()
+    assert 0.3 < (sign > 0).mean() < 0.7
+    with pytest.raises(ValueError, match="dist=uniform"):
+        parse_method("random:dist=gauss").noise(data, 8 / 255, 0)
+
+
 def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs):
     images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
     captions = tiny_pairs.captions[:8] * 2  # every description twice
