@@ -6,7 +6,7 @@ SAMPLE ?= demos/samples/astronaut.png
 TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
 OUT ?= protected
 
-.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-luma-model surrogate clean
+.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-augment-model robust-luma-model surrogate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -78,6 +78,12 @@ robust-strong-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot strong -o runs/robust-strong
 	$(call bundle,robust-strong)
+
+# The robust recipe with UEraser's augmentations in the expectation (crop, plasma, colour jitter, channel shuffle).
+robust-augment-model: setup data
+	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
+	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot augment -o runs/robust-augment
+	$(call bundle,robust-augment)
 
 # The robust recipe with one noise plane for R, G and B (t2ue train --luma): survives grayscale exactly.
 robust-luma-model: setup data

@@ -221,8 +221,9 @@ def train(
     robust: bool = typer.Option(False, help="Expectation over JPEG / thumbnailing / blur in the loop, so the noise "
                                 "survives recompression."),
     eot: str = typer.Option("standard", help="With --robust: 'standard' (JPEG quality 30-95, thumbnails to 50 %, "
-                            "blur sigma <= 1.5) or 'strong' (adds grayscale; JPEG down to quality 10, thumbnails to "
-                            "25 %, sigma <= 2)."),
+                            "blur sigma <= 1.5), 'strong' (adds grayscale; JPEG down to quality 10, thumbnails to "
+                            "25 %, sigma <= 2) or 'augment' (standard plus UEraser's crop, plasma, colour jitter and "
+                            "channel shuffle)."),
     luma: bool = typer.Option(False, help="One noise plane shared by R, G and B (t2ue-gan): survives grayscale "
                               "conversion exactly and sits in JPEG's full-resolution luma channel."),
 ) -> None:

@@ -169,10 +169,13 @@ class EOT:
 
 # "standard": the bundled robust model's recipe. "strong": adds grayscale and reaches JPEG quality 10,
 # quarter-size thumbnails and σ 2 — the cheap defenses that break the standard robust model.
+# "augment": the standard recipe plus UEraser's training-time augmentations (resized crop and flip,
+# plasma brightness/contrast, colour jitter, channel shuffle), one kind per step.
 EOT_PRESETS = {
     "standard": EOT(),
     "strong": EOT(kinds=("identity", "jpeg", "rescale", "blur", "grayscale"), jpeg_quality=(10, 95),
                   rescale=(0.25, 1.0), blur_sigma=(0.5, 2.0)),
+    "augment": EOT(kinds=("identity", "jpeg", "rescale", "blur", "crop", "plasma", "jitter", "shuffle")),
 }
 
 
@@ -193,4 +196,7 @@ def random_transformation(x: torch.Tensor, generator: torch.Generator, eot: EOT 
         return gaussian_blur(x, pick(eot.blur_sigma))
     if kind == "grayscale":
         return grayscale(x)
+    augmentations = {"crop": random_resized_crop, "plasma": plasma, "jitter": colour_jitter, "shuffle": channel_shuffle}
+    if kind in augmentations:
+        return augmentations[kind](x, generator)
     return x

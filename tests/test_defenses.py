@@ -220,6 +220,29 @@ def test_eot_presets_standard_recipe_unchanged_and_strong_reaches_the_breaking_d
     assert any(torch.equal(out, T.grayscale(x)) for out in outputs)
 
 
+def test_augment_eot_draws_uerasers_augmentations():
+    """"augment" keeps the standard kinds and adds crop, plasma, colour jitter and channel shuffle, each
+    the defense's own transformation with the same random draws."""
+    augment = T.EOT_PRESETS["augment"]
+    assert set(T.EOT_PRESETS["standard"].kinds) < set(augment.kinds)
+    x = torch.rand(2, 3, 16, 16)
+    seen = set()
+    for seed in range(60):
+        d0 = torch.rand(2, generator=torch.Generator().manual_seed(seed)).tolist()[0]
+        kind = augment.kinds[int(d0 * len(augment.kinds))]
+        fn = {"crop": T.random_resized_crop, "plasma": T.plasma, "jitter": T.colour_jitter,
+              "shuffle": T.channel_shuffle}.get(kind)
+        if fn is None:
+            continue
+        generator = torch.Generator().manual_seed(seed)
+        out = T.random_transformation(x, generator, augment)
+        replay = torch.Generator().manual_seed(seed)
+        torch.rand(2, generator=replay)
+        assert torch.equal(out, fn(x, replay)) and not torch.equal(out, x)
+        seen.add(kind)
+    assert seen == {"crop", "plasma", "jitter", "shuffle"}
+
+
 def test_strong_eot_is_recorded_and_refused_without_robust(minilm_surrogate_dir, tiny_pairs, tmp_path):
     from typer.testing import CliRunner
 
