@@ -19,8 +19,10 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 # Noise models that ship with the package: the default; one trained with JPEG/thumbnail/blur in the loop;
 # one whose expectation also holds grayscale and JPEG down to quality 10 (robust-strong); and the robust
 # recipe with one noise plane for R, G and B (a research variant: survives grayscale exactly, but measured
-# not to protect the Fashion-MNIST classifier; see eval/REPORT.md).
-BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", "robust", "robust-strong", "robust-luma")}
+# not to protect the Fashion-MNIST classifier; see eval/REPORT.md); and the robust recipe with UEraser's
+# training-time augmentations in its expectation (robust-augment, a research variant).
+BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", "robust", "robust-strong",
+                                                                        "robust-luma", "robust-augment")}
 
 __all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR",
            "BUNDLED_MODELS"]

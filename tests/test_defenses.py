@@ -152,6 +152,7 @@ def test_bundled_robust_model_loads_by_name():
     assert a.abs().max() <= 8 / 255 + 1e-6 and not torch.allclose(a, b)
     strong = load_noise_model("robust-strong")
     assert strong.metadata["training"]["robust"] is True and strong.metadata["training"]["eot"] == "strong"
+    assert load_noise_model("robust-augment").metadata["training"]["eot"] == "augment"
     luma = load_noise_model("robust-luma")
     assert luma.metadata["training"]["robust"] is True and luma.generator.config["luma"] is True
     grey = noise_from_text("a red bicycle leaning on a wall", model="robust-luma", size=32)
