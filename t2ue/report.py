@@ -76,6 +76,17 @@ def defense_order(spec: str) -> tuple:
     return tuple((names.index(part.name), tuple(_number(v) for _, v in sorted(part.params.items()))) for part in parts)
 
 
+def defense_label(spec: str) -> str:
+    """A short axis label that still tells settings apart: ``jpeg:quality=10`` → ``jpeg:10``,
+    ``ueraser:copies=2+blur`` → ``ueraser:2+blur``."""
+    items = []
+    for item in filter(None, (s.strip() for s in spec.split("+"))):
+        name, _, args = item.partition(":")
+        values = [arg.partition("=")[2] for arg in filter(None, args.split(","))]
+        items.append(name + (":" + ",".join(values) if values else ""))
+    return "+".join(items) or "none"
+
+
 def _number(value: str) -> float:
     try:
         return float(Fraction(value))
@@ -249,8 +260,7 @@ def plot_defenses(table: Table, out_dir: Path) -> Path | None:
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(defenses)), [d.split(":")[0] + (f":{d.split('=')[-1]}" if "quality" in d else "")
-                                         for d in defenses], rotation=45, ha="right", fontsize=7)
+    ax.set_xticks(range(len(defenses)), [defense_label(d) for d in defenses], rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     title = textwrap.fill(f"{table.title}: {table.metric} / clean without defense", width=int(12 * width))
     ax.set_title(title, fontsize=8)

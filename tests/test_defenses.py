@@ -270,3 +270,12 @@ def test_defense_columns_follow_the_registry_and_strength():
     found = ["median", "jpeg:quality=75", "grayscale+strong-aug", "none", "pgd-at:steps=2", "jpeg:quality=10", "grayscale"]
     assert sorted(found, key=defense_order) == ["none", "jpeg:quality=10", "jpeg:quality=75", "grayscale",
                                                 "grayscale+strong-aug", "median", "pgd-at:steps=2"]
+
+
+def test_defense_plot_labels_keep_settings_apart():
+    from t2ue.report import defense_label
+
+    specs = ["none", "ueraser:copies=1", "ueraser:copies=2", "jpeg:quality=10", "grayscale+strong-aug"]
+    labels = [defense_label(s) for s in specs]
+    assert labels == ["none", "ueraser:1", "ueraser:2", "jpeg:10", "grayscale+strong-aug"]
+    assert len(set(labels)) == len(labels)
