@@ -181,12 +181,17 @@ def protect(
         _err(str(err))
         raise typer.Exit(2) from err
     inputs = {p.resolve() for p in photos}
+    written: dict[str, Path] = {}
     failures = 0
     for photo in photos:
         target = output_dir / photo.name
         try:
             if target.resolve() in inputs or (target.exists() and target.samefile(photo)):
                 raise ImageError(f"{photo}: output would overwrite an input; choose another --output-dir")
+            if photo.name in written:
+                raise ImageError(f"{photo}: has the same file name as {written[photo.name]}, whose protected copy "
+                                 f"{target} this would overwrite; protect them into different --output-dir")
+            written[photo.name] = photo
             description = text if text is not None else by_name.get(photo.name)
             if not description:
                 raise ImageError(f"{photo}: no caption for this file in {captions}")

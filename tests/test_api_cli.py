@@ -79,6 +79,19 @@ def test_cli_protect_refuses_to_overwrite_inputs(tiny_noise_model_dir, tmp_path)
     assert (tmp_path / "x.png").read_bytes() == before
 
 
+def test_cli_protect_keeps_both_copies_of_same_named_photos(tiny_noise_model_dir, tmp_path):
+    """Two inputs called x.png from different folders: the first copy is kept, the second is refused."""
+    for folder, colour in (("a", (200, 10, 10)), ("b", (10, 10, 200))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (8, 8), colour).save(tmp_path / folder / "x.png")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["protect", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"),
+                                 "--text", "a card", "-o", str(out), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "same file name" in result.output
+    with Image.open(out / "x.png") as kept:
+        assert kept.getpixel((0, 0))[0] > 150  # the red one from folder a, not overwritten by b
+
+
 def test_cli_protect_needs_text_or_captions(tmp_path):
     result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
