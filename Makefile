@@ -43,7 +43,7 @@ bench: setup
 # Runs already in eval/results/runs are kept, so an interrupted reproduction resumes.
 PLANS ?= openclipart openclipart-fraction openclipart-epsilon fashion-mnist label-agnostic-fashion label-agnostic-openclipart \
   label-agnostic-fashion-followups defenses-openclipart defenses-fashion-mnist defenses-fashion-mnist-64 \
-  defenses-fashion-mnist-64-seed1 defenses-fashion-mnist-clip defenses-fashion-mnist-clip-seed1
+  defenses-fashion-mnist-64-seed1 defenses-fashion-mnist-clip defenses-fashion-mnist-clip-seeds
 report: setup data
 	for plan in $(PLANS); do $(BIN)/t2ue evaluate --config eval/configs/$$plan.json -o eval/results/runs || exit 1; done
 	$(BIN)/t2ue report eval/results/runs -o eval/results/report
