@@ -78,12 +78,13 @@ def defense_order(spec: str) -> tuple:
 
 def defense_label(spec: str) -> str:
     """A short axis label that still tells settings apart: ``jpeg:quality=10`` → ``jpeg:10``,
-    ``ueraser:copies=2+blur`` → ``ueraser:2+blur``."""
+    ``ueraser:copies=2+blur`` → ``ueraser:2+blur``; several settings keep their names."""
     items = []
     for item in filter(None, (s.strip() for s in spec.split("+"))):
         name, _, args = item.partition(":")
-        values = [arg.partition("=")[2] for arg in filter(None, args.split(","))]
-        items.append(name + (":" + ",".join(values) if values else ""))
+        args = [arg for arg in args.split(",") if arg]
+        shown = [arg.partition("=")[2] for arg in args] if len(args) == 1 else args
+        items.append(name + (":" + ",".join(shown) if shown else ""))
     return "+".join(items) or "none"
 
 
@@ -251,11 +252,11 @@ def plot_defenses(table: Table, out_dir: Path) -> Path | None:
     # Rows measured under the undefended setting only (other plans' methods) say nothing about defenses.
     rows = [row for row in table.defense_matrix()
             if row["method"] == "none" or any(d != "none" for d in row["cells"])]
-    labels = ["clean" if r["method"] == "none" else r["method"] for r in rows]
+    labels = ["clean" if r["method"] == "none" else textwrap.fill(r["method"].replace(",", ", "), 48) for r in rows]
     ratios = [[row["cells"].get(d, (None, None, None))[1] for d in defenses] for row in rows]
     grid = np.array([[np.nan if r is None else r for r in line] for line in ratios], dtype=float)
-    width = 1.6 + 0.06 * max(len(label) for label in labels) + 0.6 * len(defenses)
-    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.4 * len(rows)))
+    width = 1.6 + 0.06 * max(len(line) for label in labels for line in label.split("\n")) + 0.6 * len(defenses)
+    fig, ax = plt.subplots(figsize=(width, 1.6 + 0.4 * sum(label.count("\n") + 1 for label in labels)))
     image = ax.imshow(grid, cmap="RdYlGn_r", vmin=0, vmax=1.2, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         if not np.isnan(value):
@@ -267,7 +268,7 @@ def plot_defenses(table: Table, out_dir: Path) -> Path | None:
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     path = out_dir / f"{table.slug}-defenses.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -275,7 +275,9 @@ def test_defense_columns_follow_the_registry_and_strength():
 def test_defense_plot_labels_keep_settings_apart():
     from t2ue.report import defense_label
 
-    specs = ["none", "ueraser:copies=1", "ueraser:copies=2", "jpeg:quality=10", "grayscale+strong-aug"]
+    specs = ["none", "ueraser:copies=1", "ueraser:copies=2", "jpeg:quality=10", "grayscale+strong-aug",
+             "pgd-at:steps=2,alpha=5/255"]
     labels = [defense_label(s) for s in specs]
-    assert labels == ["none", "ueraser:1", "ueraser:2", "jpeg:10", "grayscale+strong-aug"]
+    assert labels == ["none", "ueraser:1", "ueraser:2", "jpeg:10", "grayscale+strong-aug",
+                      "pgd-at:steps=2,alpha=5/255"]
     assert len(set(labels)) == len(labels)
