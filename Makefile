@@ -6,7 +6,7 @@ SAMPLE ?= demos/samples/astronaut.png
 TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
 OUT ?= protected
 
-.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-augment-model robust-luma-model surrogate clean
+.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-augment-model robust-ueraser-model robust-luma-model surrogate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -84,6 +84,12 @@ robust-augment-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot augment -o runs/robust-augment
 	$(call bundle,robust-augment)
+
+# Min-max against UEraser: its composed augmentation at every step, the worst of two copies per pair.
+robust-ueraser-model: setup data
+	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
+	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot ueraser -o runs/robust-ueraser
+	$(call bundle,robust-ueraser)
 
 # The robust recipe with one noise plane for R, G and B (t2ue train --luma): survives grayscale exactly.
 robust-luma-model: setup data

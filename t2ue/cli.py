@@ -228,8 +228,9 @@ def train(
                                 "survives recompression."),
     eot: str = typer.Option("standard", help="With --robust: 'standard' (JPEG quality 30-95, thumbnails to 50 %, "
                             "blur sigma <= 1.5), 'strong' (adds grayscale; JPEG down to quality 10, thumbnails to "
-                            "25 %, sigma <= 2) or 'augment' (standard plus UEraser's crop, plasma, colour jitter and "
-                            "channel shuffle)."),
+                            "25 %, sigma <= 2), 'augment' (standard plus UEraser's crop, plasma, colour jitter and "
+                            "channel shuffle, one per step) or 'ueraser' (UEraser's composed augmentation, worst of "
+                            "two copies per pair)."),
     luma: bool = typer.Option(False, help="One noise plane shared by R, G and B (t2ue-gan): survives grayscale "
                               "conversion exactly and sits in JPEG's full-resolution luma channel."),
 ) -> None:

@@ -165,8 +165,7 @@ class UEraser(Defense):
         return int(self.params["copies"])
 
     def augment(self, x, generator):
-        x = T.random_resized_crop(x, generator)
-        return T.colour_jitter(T.channel_shuffle(T.plasma(x, generator), generator), generator)
+        return T.ueraser_augment(x, generator)
 
 
 @register_defense

@@ -4,7 +4,8 @@ Objective (error-minimising, one level): minimise the symmetric InfoNCE between 
 f_I(x + delta) and f_T(t), delta = G(f_T(t), z). ``robust=True`` puts a random transformation between
 the protected image and the surrogate at every step (expectation over JPEG, thumbnailing and blur —
 and grayscale with ``eot="strong"`` — :func:`t2ue.transforms.random_transformation`), so the noise
-learns to survive recompression.
+learns to survive recompression; ``eot="ueraser"`` trains against the worst of two UEraser-augmented
+copies instead.
 The same command runs on the CPU, one GPU or several
 (``accelerate launch``). Checkpoints hold the full training state and resume exactly.
 """
@@ -100,11 +101,13 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
             z = torch.randn((len(captions), *unwrapped.latent_shape()), device=pixels.device)
             delta = generator(text, z, tokens=tokens, mask=mask)
             protected = (pixels + delta).clamp(0, 1)
+            copies = [protected]
             if config.robust:  # seeded by the step, so a resumed run draws the same transformations
                 draw = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-                protected = random_transformation(protected, draw, eot)
-            image = surrogate.encode_image(protected)
-            loss = clip_loss(image, text, scale, keys=captions)
+                copies = [random_transformation(protected, draw, eot) for _ in range(eot.copies)]
+            images = surrogate.encode_image(torch.cat(copies)).chunk(len(copies))
+            losses = [clip_loss(image, text, scale, keys=captions, reduction="none") for image in images]
+            loss = torch.stack(losses).amax(dim=0).mean()  # worst copy per pair (one copy: the mean loss)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()

@@ -156,15 +156,24 @@ def channel_shuffle(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.gather(x, 1, order[:, :, None, None].expand_as(x))
 
 
+def ueraser_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """UEraser's training-time augmentation (Qin et al. 2023): resized crop and flip, plasma
+    brightness/contrast, channel shuffle and colour jitter, composed, drawn per image."""
+    x = random_resized_crop(x, generator)
+    return colour_jitter(channel_shuffle(plasma(x, generator), generator), generator)
+
+
 @dataclass(frozen=True)
 class EOT:
     """The distribution a robust generator trains under: one kind drawn uniformly per step, then its
-    strength uniformly from its range (JPEG quality, thumbnail scale, blur σ)."""
+    strength uniformly from its range (JPEG quality, thumbnail scale, blur σ). With ``copies`` > 1 the
+    loss of each pair is the worst over that many independent draws (min-max, as UEraser-Max trains)."""
 
     kinds: tuple[str, ...] = ("identity", "jpeg", "rescale", "blur")
     jpeg_quality: tuple[float, float] = (30, 95)
     rescale: tuple[float, float] = (0.5, 1.0)
     blur_sigma: tuple[float, float] = (0.5, 1.5)
+    copies: int = 1
 
 
 # "standard": the bundled robust model's recipe. "strong": adds grayscale and reaches JPEG quality 10,
@@ -176,6 +185,9 @@ EOT_PRESETS = {
     "strong": EOT(kinds=("identity", "jpeg", "rescale", "blur", "grayscale"), jpeg_quality=(10, 95),
                   rescale=(0.25, 1.0), blur_sigma=(0.5, 2.0)),
     "augment": EOT(kinds=("identity", "jpeg", "rescale", "blur", "crop", "plasma", "jitter", "shuffle")),
+    # "ueraser": UEraser's whole composed augmentation at every step, worst of two copies per pair — the
+    # exploiter's own training recipe (defense ueraser:copies=2) turned against the noise.
+    "ueraser": EOT(kinds=("ueraser",), copies=2),
 }
 
 
@@ -196,7 +208,8 @@ def random_transformation(x: torch.Tensor, generator: torch.Generator, eot: EOT 
         return gaussian_blur(x, pick(eot.blur_sigma))
     if kind == "grayscale":
         return grayscale(x)
-    augmentations = {"crop": random_resized_crop, "plasma": plasma, "jitter": colour_jitter, "shuffle": channel_shuffle}
+    augmentations = {"crop": random_resized_crop, "plasma": plasma, "jitter": colour_jitter, "shuffle": channel_shuffle,
+                     "ueraser": ueraser_augment}
     if kind in augmentations:
         return augmentations[kind](x, generator)
     return x

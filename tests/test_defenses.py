@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -242,6 +243,32 @@ def test_augment_eot_draws_uerasers_augmentations():
         assert torch.equal(out, fn(x, replay)) and not torch.equal(out, x)
         seen.add(kind)
     assert seen == {"crop", "plasma", "jitter", "shuffle"}
+
+
+def test_ueraser_eot_is_the_defenses_own_augmentation_worst_of_two(minilm_surrogate_dir, tiny_pairs, tmp_path):
+    """"ueraser" draws exactly what the UEraser defense trains on, two copies per step, and a generator
+    trains under it (the per-pair worst copy is what it minimises)."""
+    from t2ue.generators import T2UEGenerator
+    from t2ue.surrogates import load_surrogate
+
+    preset = T.EOT_PRESETS["ueraser"]
+    assert preset.copies == 2 and preset.kinds == ("ueraser",)
+    x = torch.rand(3, 3, 16, 16)
+    out = T.random_transformation(x, torch.Generator().manual_seed(5), preset)
+    replay = torch.Generator().manual_seed(5)
+    torch.rand(2, generator=replay)
+    defense = parse_defense("ueraser:copies=2").parts[0]
+    assert torch.equal(out, defense.augment(x, replay)) and not torch.equal(out, x)
+
+    surrogate = load_surrogate(minilm_surrogate_dir)
+    generator = T2UEGenerator(text_dim=surrogate.embed_dim, resolution=32)
+    train_generator(generator, surrogate, tiny_pairs, tmp_path / "run",
+                    TrainConfig(steps=3, batch_size=8, checkpoint_every=1000, log_every=1, robust=True, eot="ueraser"),
+                    progress=False)
+    saved = json.loads((tmp_path / "run" / "model" / "noise_model.json").read_text())
+    assert saved["training"]["eot"] == "ueraser"
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
 
 
 def test_strong_eot_is_recorded_and_refused_without_robust(minilm_surrogate_dir, tiny_pairs, tmp_path):
