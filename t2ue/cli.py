@@ -15,7 +15,7 @@ set_offline_defaults()
 
 MODEL_NAMES = ("'default', 'robust' (survives recompression), 'robust-strong' (also trained against grayscale "
                "and JPEG 10), 'robust-luma' (research: grey noise), 'robust-augment' (research: trained against UEraser's "
-               "augmentations)")
+               "augmentations), 'robust-ueraser' (research: trained against UEraser's worst copy)")
 MODEL_HELP = f"Noise model: {MODEL_NAMES} or a folder."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
