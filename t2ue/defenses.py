@@ -45,7 +45,7 @@ class Defense:
         self.params = {**self.defaults, **params}
 
     def spec(self) -> str:
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()) if v != "")
         return f"{self.name}:{args}" if args else self.name
 
     def purify(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -154,18 +154,27 @@ class StrongAugmentation(Defense):
 @register_defense
 class UEraser(Defense):
     """UEraser-Max (Qin et al. 2023): the loss of each image is the worst over ``copies`` heavily augmented
-    copies (crop and flip, plasma brightness/contrast, channel shuffle, colour jitter)."""
+    copies (crop and flip, plasma brightness/contrast, channel shuffle, colour jitter). ``skip`` leaves
+    parts out, ``/``-separated (``skip=shuffle/plasma``): the ablation of which part breaks a noise."""
 
     name = "ueraser"
-    defaults = {"copies": "5"}
+    defaults = {"copies": "5", "skip": ""}
     trains = True
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        T.check_ueraser_parts(self.skipped)
 
     @property
     def copies(self) -> int:
         return int(self.params["copies"])
 
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        return tuple(filter(None, self.params["skip"].split("/")))
+
     def augment(self, x, generator):
-        return T.ueraser_augment(x, generator)
+        return T.ueraser_augment(x, generator, self.skipped)
 
 
 @register_defense

@@ -156,11 +156,26 @@ def channel_shuffle(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.gather(x, 1, order[:, :, None, None].expand_as(x))
 
 
-def ueraser_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+UERASER_PARTS = ("crop", "plasma", "shuffle", "jitter")
+
+
+def check_ueraser_parts(parts: tuple[str, ...]) -> None:
+    """Raise a ValueError naming any of ``parts`` that is not a part of UEraser's augmentation."""
+    unknown = set(parts) - set(UERASER_PARTS)
+    if unknown:
+        raise ValueError(f"UEraser has parts {', '.join(UERASER_PARTS)}, not {', '.join(sorted(unknown))}")
+
+
+def ueraser_augment(x: torch.Tensor, generator: torch.Generator, skip: tuple[str, ...] = ()) -> torch.Tensor:
     """UEraser's training-time augmentation (Qin et al. 2023): resized crop and flip, plasma
-    brightness/contrast, channel shuffle and colour jitter, composed, drawn per image."""
-    x = random_resized_crop(x, generator)
-    return colour_jitter(channel_shuffle(plasma(x, generator), generator), generator)
+    brightness/contrast, channel shuffle and colour jitter, composed, drawn per image; ``skip`` leaves
+    parts out (for ablations: which part undoes a protection)."""
+    check_ueraser_parts(skip)
+    steps = {"crop": random_resized_crop, "plasma": plasma, "shuffle": channel_shuffle, "jitter": colour_jitter}
+    for part in UERASER_PARTS:
+        if part not in skip:
+            x = steps[part](x, generator)
+    return x
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,20 @@ def test_purification_is_real_and_leaves_the_input(photos):
     assert not np.array_equal(noisy.purify_images(photos, 3), noisy.purify_images(photos, 4))
 
 
+def test_ueraser_parts_can_be_left_out_for_ablation(photos):
+    pixels = torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255
+    assert parse_defense("ueraser:copies=2").spec() == "ueraser:copies=2"  # run names stay as they were
+    shuffle_only = parse_defense("ueraser:copies=2,skip=crop/plasma/jitter")
+    assert shuffle_only.spec() == "ueraser:copies=2,skip=crop/plasma/jitter"
+    out = shuffle_only.parts[0].augment(pixels, torch.Generator().manual_seed(0))
+    # only the channel order changes: every pixel keeps its three values
+    assert torch.equal(out.sort(dim=1).values, pixels.sort(dim=1).values) and not torch.equal(out, pixels)
+    full = parse_defense("ueraser:copies=2").parts[0].augment(pixels, torch.Generator().manual_seed(0))
+    assert not torch.allclose(full.sort(dim=1).values, pixels.sort(dim=1).values, atol=1e-3)
+    with pytest.raises(ValueError, match="crop, plasma, shuffle, jitter, not blurr"):
+        parse_defense("ueraser:skip=blurr")
+
+
 def test_worst_of_copies_and_adversarial_training(photos):
     pixels = torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255
 
