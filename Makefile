@@ -6,7 +6,7 @@ SAMPLE ?= demos/samples/astronaut.png
 TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
 OUT ?= protected
 
-.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-augment-model robust-ueraser-model robust-luma-model surrogate clean
+.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-augment-model robust-ueraser-model robust-shuffle-model robust-luma-model surrogate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -90,6 +90,12 @@ robust-ueraser-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot ueraser -o runs/robust-ueraser
 	$(call bundle,robust-ueraser)
+
+# Min-max against channel shuffle alone, the part of UEraser that breaks the default model's colour noise.
+robust-shuffle-model: setup data
+	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
+	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot shuffle -o runs/robust-shuffle
+	$(call bundle,robust-shuffle)
 
 # The robust recipe with one noise plane for R, G and B (t2ue train --luma): survives grayscale exactly.
 robust-luma-model: setup data

@@ -15,7 +15,8 @@ set_offline_defaults()
 
 MODEL_NAMES = ("'default', 'robust' (survives recompression), 'robust-strong' (also trained against grayscale "
                "and JPEG 10), 'robust-luma' (research: grey noise), 'robust-augment' (research: trained against UEraser's "
-               "augmentations), 'robust-ueraser' (research: trained against UEraser's worst copy)")
+               "augmentations), 'robust-ueraser' (research: trained against UEraser's worst copy), "
+               "'robust-shuffle' (research: trained against channel shuffle)")
 MODEL_HELP = f"Noise model: {MODEL_NAMES} or a folder."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -229,8 +230,8 @@ def train(
     eot: str = typer.Option("standard", help="With --robust: 'standard' (JPEG quality 30-95, thumbnails to 50 %, "
                             "blur sigma <= 1.5), 'strong' (adds grayscale; JPEG down to quality 10, thumbnails to "
                             "25 %, sigma <= 2), 'augment' (standard plus UEraser's crop, plasma, colour jitter and "
-                            "channel shuffle, one per step) or 'ueraser' (UEraser's composed augmentation, worst of "
-                            "two copies per pair)."),
+                            "channel shuffle, one per step), 'ueraser' (UEraser's composed augmentation, worst of "
+                            "two copies per pair) or 'shuffle' (channel shuffle alone, worst of two orders)."),
     luma: bool = typer.Option(False, help="One noise plane shared by R, G and B (t2ue-gan): survives grayscale "
                               "conversion exactly and sits in JPEG's full-resolution luma channel."),
 ) -> None:

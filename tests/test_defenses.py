@@ -169,6 +169,7 @@ def test_bundled_robust_model_loads_by_name():
     assert strong.metadata["training"]["robust"] is True and strong.metadata["training"]["eot"] == "strong"
     assert load_noise_model("robust-augment").metadata["training"]["eot"] == "augment"
     assert load_noise_model("robust-ueraser").metadata["training"]["eot"] == "ueraser"
+    assert load_noise_model("robust-shuffle").metadata["training"]["eot"] == "shuffle"
     luma = load_noise_model("robust-luma")
     assert luma.metadata["training"]["robust"] is True and luma.generator.config["luma"] is True
     grey = noise_from_text("a red bicycle leaning on a wall", model="robust-luma", size=32)
