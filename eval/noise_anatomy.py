@@ -1,10 +1,12 @@
-"""Where each bundled model's class-wise noise keeps its energy: colour or grey, fine or coarse detail.
+"""Where each bundled model's noise keeps its energy: colour or grey, fine or coarse detail.
 
-For the ten Fashion-MNIST class names (the patterns `t2ue:mode=class` adds) at 64 px, seed 0:
-share of the mean-square perturbation that is luma (what grayscale conversion keeps), share left after
-a Gaussian blur of sigma 2 (coarse detail), and how much of the perturbation, of its grey part and of
-its colour part the real JPEG codec at quality 10 keeps on 500 Fashion-MNIST test pictures (projection
-of the change JPEG leaves on the perturbation). Explains the defense table in eval/REPORT.md.
+At 64 px, seed 0. For the descriptions of 500 Fashion-MNIST test pictures (the sample-wise rows of the
+defense tables): the noise's size and its luma share. For the ten Fashion-MNIST class names (the
+patterns `t2ue:mode=class` adds): share of the mean-square perturbation that is luma (what grayscale
+conversion keeps), share left after a Gaussian blur of sigma 2 (coarse detail), and how much of the
+perturbation, of its grey part and of its colour part the real JPEG codec at quality 10 keeps on the
+same 500 pictures (projection of the change JPEG leaves on the perturbation). Explains the defense
+tables in eval/REPORT.md.
 
     python eval/noise_anatomy.py [--out eval/results/noise-anatomy.json]
 """
@@ -44,7 +46,10 @@ def anatomy(model: str, data: ImageTextSet, size: int = 64) -> dict[str, float]:
     change = jpeg10.purify_images(protected, 0).astype(np.float32) - jpeg10.purify_images(data.images, 0)
     change, delta = torch.from_numpy(change).permute(0, 3, 1, 2), torch.from_numpy(levels).permute(0, 3, 1, 2)
     luma = T.grayscale(delta)
+    samples = noise_from_text(list(data.captions), size=size, model=model, seed=0)
     return {
+        "sample_wise_rms_levels": round(mean_square(samples) ** 0.5 * 255, 2),
+        "sample_wise_luma_share": round(mean_square(T.grayscale(samples)) / mean_square(samples), 3),
         "rms_levels": round(mean_square(patterns) ** 0.5 * 255, 2),
         "luma_share": round(mean_square(T.grayscale(patterns)) / mean_square(patterns), 3),
         "coarse_share_blur_sigma2": round(mean_square(T.gaussian_blur(patterns, 2.0)) / mean_square(patterns), 3),
