@@ -156,7 +156,8 @@ def channel_shuffle(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.gather(x, 1, order[:, :, None, None].expand_as(x))
 
 
-UERASER_PARTS = ("crop", "plasma", "shuffle", "jitter")
+# UEraser's augmentation, part by part, in the order it composes them.
+UERASER_PARTS = {"crop": random_resized_crop, "plasma": plasma, "shuffle": channel_shuffle, "jitter": colour_jitter}
 
 
 def check_ueraser_parts(parts: tuple[str, ...]) -> None:
@@ -171,10 +172,9 @@ def ueraser_augment(x: torch.Tensor, generator: torch.Generator, skip: tuple[str
     brightness/contrast, channel shuffle and colour jitter, composed, drawn per image; ``skip`` leaves
     parts out (for ablations: which part undoes a protection)."""
     check_ueraser_parts(skip)
-    steps = {"crop": random_resized_crop, "plasma": plasma, "shuffle": channel_shuffle, "jitter": colour_jitter}
-    for part in UERASER_PARTS:
+    for part, step in UERASER_PARTS.items():
         if part not in skip:
-            x = steps[part](x, generator)
+            x = step(x, generator)
     return x
 
 
@@ -226,8 +226,7 @@ def random_transformation(x: torch.Tensor, generator: torch.Generator, eot: EOT 
         return gaussian_blur(x, pick(eot.blur_sigma))
     if kind == "grayscale":
         return grayscale(x)
-    augmentations = {"crop": random_resized_crop, "plasma": plasma, "jitter": colour_jitter, "shuffle": channel_shuffle,
-                     "ueraser": ueraser_augment}
+    augmentations = {**UERASER_PARTS, "ueraser": ueraser_augment}
     if kind in augmentations:
         return augmentations[kind](x, generator)
     return x
