@@ -91,7 +91,7 @@ robust-ueraser-model: setup data
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot ueraser -o runs/robust-ueraser
 	$(call bundle,robust-ueraser)
 
-# Min-max against channel shuffle alone, the part of UEraser that breaks the default model's colour noise.
+# Min-max against channel shuffle alone, the part of UEraser without which it no longer breaks the default model.
 robust-shuffle-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot shuffle -o runs/robust-shuffle

@@ -203,8 +203,8 @@ EOT_PRESETS = {
     # "ueraser": UEraser's whole composed augmentation at every step, worst of two copies per pair — the
     # exploiter's own training recipe (defense ueraser:copies=2) turned against the noise.
     "ueraser": EOT(kinds=("ueraser",), copies=2),
-    # "shuffle": only the part of UEraser that breaks the default model's colour noise (its ablation on the
-    # Fashion-MNIST CLIP), each image's channels in a random order, worst of two orders per pair.
+    # "shuffle": only the part of UEraser without which it no longer breaks the default model's colour noise
+    # (its ablation on the Fashion-MNIST CLIP): each image's channels in a random order, worst of two per pair.
     "shuffle": EOT(kinds=("shuffle",), copies=2),
 }
 
