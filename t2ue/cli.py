@@ -299,8 +299,9 @@ def evaluate(
     defense: list[str] = typer.Option(None, "--defense", help="Repeatable: none, jpeg:quality=75, grayscale, blur, "
                                       "bit-depth, median, noise-rescale, strong-aug, ueraser, pgd-at; combine with +."),
     exploiter: list[str] = typer.Option(None, "--exploiter", help="Repeatable: same, coarse-labels (Fashion-MNIST "
-                                        "10 -> 4 groups), title-captions (openclipart): the labels or captions the "
-                                        "victim trains on."),
+                                        "10 -> 4 groups), reworded-captions (Fashion-MNIST: other class names and "
+                                        "templates), title-captions (openclipart): the labels or captions the victim "
+                                        "trains on."),
     train_limit: int = typer.Option(None, help="Use a seeded sample of at most this many training pairs."),
     test_limit: int = typer.Option(None, help="Use a seeded sample of at most this many test pairs."),
     epochs: int = typer.Option(None, help="Override the victims' epochs."),

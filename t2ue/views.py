@@ -2,7 +2,8 @@
 
 Protection always uses the protector's view (the set's own captions and labels); the victim is trained
 and tested on an exploiter view. ``same`` is the usual assumption; the others are the label-agnostic
-settings: coarser labels, or differently worded captions.
+settings: coarser labels, or differently worded captions (Fashion-MNIST with other class names and
+templates; openclipart with titles only).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import numpy as np
 from .data import FASHION_TEMPLATES, ImageTextSet, load_dataset
 
 COARSE_FASHION = {"top": (0, 2, 3, 4, 6), "trousers": (1,), "footwear": (5, 7, 9), "bag": (8,)}
-VIEWS = ("same", "coarse-labels", "title-captions")
+# The exploiter's own words for Fashion-MNIST: other names for the ten classes and other sentence frames,
+# drawn independently of the protector's, so a picture's noise can tell its class but not its caption.
+REWORDED_FASHION_CLASSES = ("tee shirt", "pair of pants", "jumper", "gown", "jacket", "flip-flop", "blouse",
+                            "trainer", "handbag", "short boot")
+REWORDED_FASHION_TEMPLATES = ("an online shop listing for one {}", "{} for sale, plain background",
+                              "someone is selling this {}", "close-up of my {}", "item: {}")
+VIEWS = ("same", "coarse-labels", "reworded-captions", "title-captions")
 
 
 def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part: str, limit: int | None,
@@ -32,6 +39,16 @@ def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part:
         captions = [FASHION_TEMPLATES[t].format(names[g]) for t, g in
                     zip(rng.integers(0, len(FASHION_TEMPLATES), len(labels)), labels)]
         return ImageTextSet(data.images, captions, labels, names, data.name, {**data.meta, "view": name})
+    if name == "reworded-captions":
+        if data.name != "fashion-mnist":
+            raise ValueError("the reworded-captions view is defined for fashion-mnist (other class names and "
+                             "templates); openclipart has title-captions")
+        rng = np.random.default_rng(1)
+        templates = rng.integers(0, len(REWORDED_FASHION_TEMPLATES), len(data.labels))
+        captions = [REWORDED_FASHION_TEMPLATES[t].format(REWORDED_FASHION_CLASSES[c])
+                    for t, c in zip(templates, data.labels)]
+        return ImageTextSet(data.images, captions, data.labels, REWORDED_FASHION_CLASSES, data.name,
+                            {**data.meta, "templates": REWORDED_FASHION_TEMPLATES, "view": name})
     if name == "title-captions":
         if dataset != "openclipart":
             raise ValueError("the title-captions view is defined for openclipart (title only vs title + keywords)")

@@ -138,7 +138,7 @@ def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
 
 def test_exploiter_views_change_labels_not_pixels():
     from t2ue.data import FASHION_MNIST_CLASSES, ImageTextSet
-    from t2ue.views import exploiter_view
+    from t2ue.views import REWORDED_FASHION_CLASSES, exploiter_view
 
     images = np.zeros((10, 4, 4, 3), np.uint8)
     data = ImageTextSet(images, [f"a photo of a {c}" for c in FASHION_MNIST_CLASSES], np.arange(10),
@@ -147,5 +147,13 @@ def test_exploiter_views_change_labels_not_pixels():
     assert coarse.images is images and coarse.class_names == ("top", "trousers", "footwear", "bag")
     assert list(coarse.labels) == [0, 1, 0, 0, 0, 2, 0, 2, 3, 2]
     assert exploiter_view("same", data, "fashion-mnist", 4, "test", None) is data
+    reworded = exploiter_view("reworded-captions", data, "fashion-mnist", 4, "test", None)
+    assert reworded.images is images and list(reworded.labels) == list(range(10))
+    assert reworded.class_names == REWORDED_FASHION_CLASSES and reworded.meta["templates"] != data.meta.get("templates")
+    for caption, name in zip(reworded.captions, REWORDED_FASHION_CLASSES):  # the exploiter's words, not the protector's
+        assert name in caption and "photo" not in caption
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        exploiter_view("reworded-captions", ImageTextSet(images, data.captions, name="openclipart"), "openclipart", 4,
+                       "test", None)
     with pytest.raises(ValueError, match="openclipart"):
         exploiter_view("title-captions", data, "fashion-mnist", 4, "test", None)
