@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,19 @@ def test_unreadable_images_are_left_out_by_name(photo_folder, tmp_path):
     with pytest.warns(UserWarning, match="broken.png"):
         decoded = data.materialize(16)
     assert len(decoded) == len(data) - 1 and "broken.png" in decoded.meta["skipped"][0]
+
+
+def test_report_shows_the_majority_class_where_labels_are_unbalanced():
+    """Four coarse groups, half of them tops: a constant answer scores 0.5, which the table must show
+    next to chance (0.25), since half of clean accuracy lies below it. Balanced labels get no such row."""
+    runs = Path(__file__).parents[1] / "eval" / "results" / "runs"
+    coarse = [r for r in load_results(runs) if r["config"].get("exploiter") == "coarse-labels"
+              and r["config"]["method"] == "none"]
+    balanced = [r for r in load_results(runs) if r["config"]["method"] == "none" and r["config"]["seed"] == 0
+                and "exploiter" not in r["config"] and r["victim"]["kind"] == "classifier"
+                and r["dataset"]["train_pairs"] == 4000 and r["config"].get("defense", "none") == "none"]
+    rows = {rec["row"]: rec for rec in Table(coarse).records()}
+    majority = rows["majority class (one constant answer)"]["values"]["accuracy"][0]
+    assert majority == pytest.approx(0.4985) and rows["random guess"]["values"]["accuracy"][0] == 0.25
+    assert 0.5 * Table(coarse).clean < majority
+    assert balanced and not any(r["row"].startswith("majority") for r in Table(balanced).records())
