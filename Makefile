@@ -6,7 +6,7 @@ SAMPLE ?= demos/samples/astronaut.png
 TEXT ?= an astronaut in a white spacesuit holding a helmet, with an American flag behind her
 OUT ?= protected
 
-.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-augment-model robust-ueraser-model robust-shuffle-model robust-luma-model surrogate clean
+.PHONY: run test setup data browser lint bench report verify default-model robust-model robust-strong-model robust-augment-model robust-ueraser-model robust-shuffle-model robust-luma-model surrogate ueraser-surrogate robust-ueraser-surrogate-model clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -96,6 +96,18 @@ robust-shuffle-model: setup data
 	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate default \
 	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot shuffle -o runs/robust-shuffle
 	$(call bundle,robust-shuffle)
+
+# Min-max against UEraser, as robust-ueraser, but against a surrogate itself trained under UEraser's
+# augmentation (runs/ueraser-surrogate), so the noise has to move features that survive it; the surrogate
+# travels with the model.
+ueraser-surrogate: setup data
+	$(BIN)/python surrogates/train_surrogate.py --augment ueraser --out runs/ueraser-surrogate
+
+robust-ueraser-surrogate-model: ueraser-surrogate
+	$(BIN)/t2ue train --data openclipart+fashion-mnist --limit-per-set 4000 --surrogate runs/ueraser-surrogate \
+	  --steps 400 --batch-size 64 --lr 2e-3 --seed 0 --robust --eot ueraser -o runs/robust-ueraser-surrogate
+	rm -rf t2ue/assets/robust-ueraser-surrogate
+	cp -r runs/robust-ueraser-surrogate/model t2ue/assets/robust-ueraser-surrogate
 
 # The robust recipe with one noise plane for R, G and B (t2ue train --luma): survives grayscale exactly.
 robust-luma-model: setup data

