@@ -21,11 +21,13 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 # recipe with one noise plane for R, G and B (a research variant: survives grayscale exactly, but measured
 # not to protect the Fashion-MNIST classifier; see eval/REPORT.md); and the robust recipe with UEraser's
 # training-time augmentations in its expectation (robust-augment), and one trained against the worst of two
-# UEraser-augmented copies (robust-ueraser), and one against the worst of two channel orders (robust-shuffle) —
-# research variants.
+# UEraser-augmented copies (robust-ueraser), one against the worst of two channel orders (robust-shuffle),
+# and robust-ueraser's recipe against a surrogate itself trained under UEraser (robust-ueraser-surrogate;
+# that surrogate travels in its folder) — research variants.
 BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", "robust", "robust-strong",
                                                                         "robust-luma", "robust-augment",
-                                                                        "robust-ueraser", "robust-shuffle")}
+                                                                        "robust-ueraser", "robust-shuffle",
+                                                                        "robust-ueraser-surrogate")}
 
 __all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR",
            "BUNDLED_MODELS"]

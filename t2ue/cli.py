@@ -16,7 +16,8 @@ set_offline_defaults()
 MODEL_NAMES = ("'default', 'robust' (survives recompression), 'robust-strong' (also trained against grayscale "
                "and JPEG 10), 'robust-luma' (research: grey noise), 'robust-augment' (research: trained against UEraser's "
                "augmentations), 'robust-ueraser' (research: trained against UEraser's worst copy), "
-               "'robust-shuffle' (research: trained against channel shuffle)")
+               "'robust-shuffle' (research: trained against channel shuffle), 'robust-ueraser-surrogate' (research: "
+               "against UEraser's worst copy, with a surrogate trained under UEraser)")
 MODEL_HELP = f"Noise model: {MODEL_NAMES} or a folder."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,

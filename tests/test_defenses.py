@@ -157,7 +157,7 @@ def test_robust_training_draws_transformations_by_step(minilm_surrogate_dir, tin
 
 def test_bundled_robust_model_loads_by_name():
     from t2ue import noise_from_text
-    from t2ue.api import load_noise_model
+    from t2ue.api import BUNDLED_MODELS, load_noise_model
 
     robust = load_noise_model("robust")
     assert robust.metadata["training"]["robust"] is True
@@ -170,6 +170,9 @@ def test_bundled_robust_model_loads_by_name():
     assert load_noise_model("robust-augment").metadata["training"]["eot"] == "augment"
     assert load_noise_model("robust-ueraser").metadata["training"]["eot"] == "ueraser"
     assert load_noise_model("robust-shuffle").metadata["training"]["eot"] == "shuffle"
+    hardened = load_noise_model("robust-ueraser-surrogate")  # its own surrogate, trained under UEraser, with it
+    assert hardened.metadata["training"]["eot"] == "ueraser" and hardened.surrogate_spec is None
+    assert "ueraser augmentation" in (BUNDLED_MODELS["robust-ueraser-surrogate"] / "surrogate" / "README.md").read_text()
     luma = load_noise_model("robust-luma")
     assert luma.metadata["training"]["robust"] is True and luma.generator.config["luma"] is True
     grey = noise_from_text("a red bicycle leaning on a wall", model="robust-luma", size=32)
