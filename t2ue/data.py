@@ -183,6 +183,13 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+def templated_captions(labels: np.ndarray, names: tuple[str, ...], templates: tuple[str, ...], seed: int,
+                       ) -> list[str]:
+    """One caption per label: its class name in a template drawn at random (seeded) for each picture."""
+    drawn = np.random.default_rng(seed).integers(0, len(templates), size=len(labels))
+    return [templates[t].format(names[c]) for t, c in zip(drawn, labels)]
+
+
 def load_fashion_mnist(size: int = 64, seed: int = 0) -> ImageTextSet:
     """All 70 000 Fashion-MNIST images as RGB at ``size``; captions from class names and templates."""
     cache = cache_dir() / f"fashion-mnist-{size}.npz"
@@ -195,9 +202,7 @@ def load_fashion_mnist(size: int = 64, seed: int = 0) -> ImageTextSet:
         atomic_savez(cache, images=rgb, labels=labels.astype(np.int64))
     with np.load(cache) as arrays:
         images, labels = arrays["images"], arrays["labels"]
-    rng = np.random.default_rng(seed)
-    templates = rng.integers(0, len(FASHION_TEMPLATES), size=len(labels))
-    captions = [FASHION_TEMPLATES[t].format(FASHION_MNIST_CLASSES[c]) for t, c in zip(templates, labels)]
+    captions = templated_captions(labels, FASHION_MNIST_CLASSES, FASHION_TEMPLATES, seed)
     return ImageTextSet(images, captions, labels, FASHION_MNIST_CLASSES, "fashion-mnist",
                         {"size": size, "templates": FASHION_TEMPLATES})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import FASHION_TEMPLATES, ImageTextSet, load_dataset
+from .data import FASHION_TEMPLATES, ImageTextSet, load_dataset, templated_captions
 
 COARSE_FASHION = {"top": (0, 2, 3, 4, 6), "trousers": (1,), "footwear": (5, 7, 9), "bag": (8,)}
 # The exploiter's own words for Fashion-MNIST: other names for the ten classes and other sentence frames,
@@ -34,19 +34,14 @@ def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part:
         for g, members in enumerate(COARSE_FASHION.values()):
             group[list(members)] = g
         labels = group[data.labels]
-        rng = np.random.default_rng(1)
         names = tuple(COARSE_FASHION)
-        captions = [FASHION_TEMPLATES[t].format(names[g]) for t, g in
-                    zip(rng.integers(0, len(FASHION_TEMPLATES), len(labels)), labels)]
+        captions = templated_captions(labels, names, FASHION_TEMPLATES, seed=1)
         return ImageTextSet(data.images, captions, labels, names, data.name, {**data.meta, "view": name})
     if name == "reworded-captions":
         if data.name != "fashion-mnist":
             raise ValueError("the reworded-captions view is defined for fashion-mnist (other class names and "
                              "templates); openclipart has title-captions")
-        rng = np.random.default_rng(1)
-        templates = rng.integers(0, len(REWORDED_FASHION_TEMPLATES), len(data.labels))
-        captions = [REWORDED_FASHION_TEMPLATES[t].format(REWORDED_FASHION_CLASSES[c])
-                    for t, c in zip(templates, data.labels)]
+        captions = templated_captions(data.labels, REWORDED_FASHION_CLASSES, REWORDED_FASHION_TEMPLATES, seed=1)
         return ImageTextSet(data.images, captions, data.labels, REWORDED_FASHION_CLASSES, data.name,
                             {**data.meta, "templates": REWORDED_FASHION_TEMPLATES, "view": name})
     if name == "title-captions":
