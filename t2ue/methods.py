@@ -122,12 +122,15 @@ class UniformNoise(ProtectionMethod):
     plane for R, G and B (grey noise, which grayscale conversion leaves as it is); ``patch=P`` draws one
     value per P x P block (low-frequency noise, the linearly separable "synthetic shortcut" of Yu et al.,
     KDD 2022, which blur, resizing and median filters leave nearly as it is); ``dist=sign`` draws every
-    value as +eps or -eps (the most energy the budget allows, RMS eps against eps / sqrt(3) for uniform).
+    value as +eps or -eps (the most energy the budget allows, RMS eps against eps / sqrt(3) for uniform);
+    ``pattern=grating`` draws each pattern as a square-wave grating of +-eps instead (period 4-10 px, any
+    angle, any phase): a shortcut that is the same wherever it is cropped, under brightness and contrast
+    changes and, with ``luma=true``, under channel shuffle — every part of UEraser's augmentation.
     """
 
     name = "random"
     cacheable = False
-    defaults = {"mode": "sample", "luma": "false", "patch": "1", "dist": "uniform"}
+    defaults = {"mode": "sample", "luma": "false", "patch": "1", "dist": "uniform", "pattern": "blocks"}
 
     def spec(self) -> str:
         """Parameters left at their defaults are left out, so the plain row stays ``random`` (its name
@@ -136,11 +139,13 @@ class UniformNoise(ProtectionMethod):
         return f"{self.name}:{args}" if args else self.name
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        mode, luma, patch, dist = (self.params[k] for k in ("mode", "luma", "patch", "dist"))
+        mode, luma, patch, dist, pattern = (self.params[k] for k in ("mode", "luma", "patch", "dist", "pattern"))
         if (mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit()
-                or int(patch) < 1 or dist not in ("uniform", "sign")):
-            raise ValueError(f"random takes mode=sample|class, luma=true|false, patch=P (pixels, >= 1) and "
-                             f"dist=uniform|sign, got {self.spec()!r}")
+                or int(patch) < 1 or dist not in ("uniform", "sign") or pattern not in ("blocks", "grating")
+                or (pattern == "grating" and (patch != "1" or dist != "uniform"))):
+            raise ValueError(f"random takes mode=sample|class, luma=true|false, patch=P (pixels, >= 1), "
+                             f"dist=uniform|sign and pattern=blocks|grating (a grating takes no patch or dist), "
+                             f"got {self.spec()!r}")
         if mode == "class":
             if data.labels is None:
                 raise ValueError(f"class-wise random noise needs labels; the set {data.name!r} has none")
@@ -150,6 +155,10 @@ class UniformNoise(ProtectionMethod):
         rng = np.random.default_rng([seed, 0x5EED])
         planes, p = (1 if luma == "true" else data.images.shape[-1]), int(patch)
         height, width = data.images.shape[1:3]
+        if pattern == "grating":
+            delta = epsilon * square_gratings(rng, count, height, width, planes)
+            delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
+            return Noise(to_levels(delta), index)
         blocks = (count, -(-height // p), -(-width // p), planes)
         if dist == "sign":
             delta = (epsilon * rng.choice(np.array([-1.0, 1.0]), size=blocks)).astype(np.float32)
@@ -158,6 +167,15 @@ class UniformNoise(ProtectionMethod):
         delta = delta.repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
         delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
         return Noise(to_levels(delta), index)
+
+
+def square_gratings(rng: np.random.Generator, count: int, height: int, width: int, planes: int) -> np.ndarray:
+    """``count`` x ``planes`` square-wave gratings of +-1, each with its own period (4-10 px), angle and phase."""
+    period, angle, phase = (rng.uniform(low, high, size=(count, 1, 1, planes))
+                            for low, high in ((4.0, 10.0), (0.0, np.pi), (0.0, 2 * np.pi)))
+    y, x = np.mgrid[:height, :width].astype(np.float64)
+    along = x[None, :, :, None] * np.cos(angle) + y[None, :, :, None] * np.sin(angle)
+    return np.where(np.sin(2 * np.pi * along / period + phase) >= 0, 1.0, -1.0).astype(np.float32)
 
 
 def model_digest(model: str, salt: str = "") -> str:

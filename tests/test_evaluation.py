@@ -94,6 +94,31 @@ def test_random_sign_noise_uses_the_whole_budget(tiny_pairs):
         parse_method("random:dist=gauss").noise(data, 8 / 255, 0)
 
 
+def test_random_grating_is_one_stripe_pattern_per_class(tiny_pairs):
+    """pattern=grating: +-eps square waves, grey with luma=true, one per class, each with its energy in one
+    spatial frequency (its +-f pair of Fourier coefficients), which independent per-pixel noise is not."""
+    images = np.stack([np.asarray(Image.fromarray(im).resize((32, 32))) for im in tiny_pairs.images])
+    labels = np.arange(len(images)) % 3
+    data = ImageTextSet(images, tiny_pairs.captions, labels, ("cat", "rocket", "moon"))
+    method = parse_method("random:luma=true,mode=class,pattern=grating")
+    assert method.spec() == "random:luma=true,mode=class,pattern=grating"
+    noise = method.noise(data, 8 / 255, seed=4)
+    levels = noise.levels.astype(np.float64)
+    assert set(np.unique(levels).tolist()) == {-8, 8} and levels.shape[0] == 3
+    assert (levels[..., :1] == levels).all()
+    assert (noise.index == labels).all() and not (levels[0] == levels[1]).all()
+
+    def peak_share(pattern: np.ndarray) -> float:
+        power = np.abs(np.fft.fft2(pattern - pattern.mean())) ** 2
+        return float(np.sort(power.ravel())[-2:].sum() / power.sum())
+
+    assert min(peak_share(pattern[..., 0]) for pattern in levels) > 0.15
+    uniform = parse_method("random:luma=true,mode=class").noise(data, 8 / 255, seed=4).levels.astype(np.float64)
+    assert max(peak_share(pattern[..., 0]) for pattern in uniform) < 0.05
+    with pytest.raises(ValueError, match="pattern=blocks"):
+        parse_method("random:pattern=grating,patch=4").noise(data, 8 / 255, 0)
+
+
 def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs):
     images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
     captions = tiny_pairs.captions[:8] * 2  # every description twice
