@@ -15,8 +15,8 @@ evaluator makes it (EM: about 21 min on a 2-core CPU). Why JPEG 10 erases one me
 another's.
 
     python eval/noise_anatomy.py [--out eval/results/noise-anatomy.json]
-    python eval/noise_anatomy.py --method t2ue --method em:attack_steps=10,max_rounds=8 --method cuda \
-        --out eval/results/noise-anatomy-methods.json
+    python eval/noise_anatomy.py --method t2ue --method em:attack_steps=10,max_rounds=8 --method cuda
+        [--out eval/results/noise-anatomy-methods.json]
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ def method_anatomy(spec: str, data: ImageTextSet, epsilon: str = "8/255", seed: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("eval/results/noise-anatomy.json"))
+    parser.add_argument("--out", type=Path, help="default: eval/results/noise-anatomy.json, "
+                        "with --method eval/results/noise-anatomy-methods.json")
     parser.add_argument("--method", action="append", default=[],
                         help="evaluator method spec (repeatable); measures these instead of the bundled models")
     args = parser.parse_args()
@@ -110,9 +111,10 @@ def main() -> None:
         data = load_dataset("fashion-mnist", 64, part="test", limit=500).materialize(64)
         results = {"texts": list(data.class_names), "size": 64, "seed": 0, "pictures": len(data),
                    "models": {name: anatomy(name, data) for name in BUNDLED_MODELS}}
+    out = args.out or Path(f"eval/results/noise-anatomy{'-methods' if args.method else ''}.json")
     for name, row in results["models"].items():
         print(f"{name:14s} " + "  ".join(f"{key} {value}" for key, value in row.items()))
-    print(f"saved {write_json(args.out, results)}")
+    print(f"saved {write_json(out, results)}")
 
 
 if __name__ == "__main__":
