@@ -126,6 +126,10 @@ class UniformNoise(ProtectionMethod):
     ``pattern=grating`` draws each pattern as a square-wave grating of +-eps instead (period 4-10 px, any
     angle, any phase): a shortcut that is the same wherever it is cropped, under brightness and contrast
     changes and, with ``luma=true``, under channel shuffle — every part of UEraser's augmentation.
+    ``pattern=picture`` hides a whole drawing instead: each pattern is an openclipart picture (drawn
+    without repeats while there are enough), mean-free per channel and scaled to +-eps — a "semantic"
+    shortcut with edges and colour at every scale, transformed by any augmentation as the photo's own
+    content is (the idea of Deep Hiding, Meng et al. 2024, without its invertible network).
     """
 
     name = "random"
@@ -141,10 +145,11 @@ class UniformNoise(ProtectionMethod):
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         mode, luma, patch, dist, pattern = (self.params[k] for k in ("mode", "luma", "patch", "dist", "pattern"))
         if (mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit()
-                or int(patch) < 1 or dist not in ("uniform", "sign") or pattern not in ("blocks", "grating")
-                or (pattern == "grating" and (patch != "1" or dist != "uniform"))):
+                or int(patch) < 1 or dist not in ("uniform", "sign") or pattern not in ("blocks", "grating", "picture")
+                or (pattern != "blocks" and (patch != "1" or dist != "uniform"))):
             raise ValueError(f"random takes mode=sample|class, luma=true|false, patch=P (pixels, >= 1), "
-                             f"dist=uniform|sign and pattern=blocks|grating (a grating takes no patch or dist), "
+                             f"dist=uniform|sign and pattern=blocks|grating|picture (a grating or picture "
+                             f"takes no patch or dist), "
                              f"got {self.spec()!r}")
         if mode == "class":
             if data.labels is None:
@@ -157,6 +162,12 @@ class UniformNoise(ProtectionMethod):
         height, width = data.images.shape[1:3]
         if pattern == "grating":
             delta = epsilon * square_gratings(rng, count, height, width, planes)
+            delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
+            return Noise(to_levels(delta), index)
+        if pattern == "picture":
+            from .data import load_openclipart
+
+            delta = epsilon * hidden_pictures(load_openclipart(height).images, rng, count, planes)
             delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
             return Noise(to_levels(delta), index)
         blocks = (count, -(-height // p), -(-width // p), planes)
@@ -176,6 +187,18 @@ def square_gratings(rng: np.random.Generator, count: int, height: int, width: in
     y, x = np.mgrid[:height, :width].astype(np.float64)
     along = x[None, :, :, None] * np.cos(angle) + y[None, :, :, None] * np.sin(angle)
     return np.where(np.sin(2 * np.pi * along / period + phase) >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def hidden_pictures(pictures: np.ndarray, rng: np.random.Generator, count: int, planes: int) -> np.ndarray:
+    """``count`` of the uint8 ``pictures`` (N, H, W, 3), drawn without repeats while there are enough,
+    each mean-free per plane and scaled to peak +-1 (``planes=1``: their luma)."""
+    chosen = rng.choice(len(pictures), size=count, replace=count > len(pictures))
+    work = pictures[chosen].astype(np.float32) / 255.0
+    if planes == 1:
+        work = work @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
+    work -= work.mean(axis=(1, 2), keepdims=True)
+    peak = np.abs(work).max(axis=(1, 2, 3), keepdims=True)
+    return (work / np.maximum(peak, 1e-6)).astype(np.float32)
 
 
 def model_digest(model: str, salt: str = "") -> str:

@@ -10,7 +10,7 @@ from t2ue.cli import app
 from t2ue.data import ImageTextSet, load_dataset, load_image_folder, load_karpathy, part_indices
 from t2ue.evaluation import EvalPlan, RunConfig, method_noise, protect_split, run_one
 from t2ue.images import add_noise_uint8
-from t2ue.methods import METHODS, parse_method, to_levels
+from t2ue.methods import METHODS, hidden_pictures, parse_method, to_levels
 from t2ue.metrics import headline
 from t2ue.report import RecipeMismatch, Table, load_results, tables, write_report
 from t2ue.victims import VictimRecipe
@@ -117,6 +117,26 @@ def test_random_grating_is_one_stripe_pattern_per_class(tiny_pairs):
     assert max(peak_share(pattern[..., 0]) for pattern in uniform) < 0.05
     with pytest.raises(ValueError, match="pattern=blocks"):
         parse_method("random:pattern=grating,patch=4").noise(data, 8 / 255, 0)
+
+
+def test_hidden_pictures_are_the_drawings_themselves_at_the_budget(tiny_pairs):
+    """pattern=picture's patterns: distinct real pictures, mean-free per channel, peak exactly +-1, and
+    each one the picture itself up to an offset and a scale (correlation 1 with its source)."""
+    rng = np.random.default_rng(3)
+    patterns = hidden_pictures(tiny_pairs.images, rng, 4, planes=3)
+    assert patterns.shape == (4, *tiny_pairs.images.shape[1:])
+    assert np.allclose(patterns.mean(axis=(1, 2)), 0, atol=1e-5)
+    assert np.allclose(np.abs(patterns).max(axis=(1, 2, 3)), 1.0)
+    sources = np.random.default_rng(3).choice(len(tiny_pairs.images), size=4, replace=False)
+    for pattern, source in zip(patterns, sources):
+        picture = tiny_pairs.images[source].astype(np.float64)
+        assert np.corrcoef(pattern.ravel(), (picture - picture.mean(axis=(0, 1))).ravel())[0, 1] > 0.999
+    grey = hidden_pictures(tiny_pairs.images, np.random.default_rng(3), 4, planes=1)
+    assert grey.shape[-1] == 1 and np.allclose(np.abs(grey).max(axis=(1, 2, 3)), 1.0)
+    repeats = hidden_pictures(tiny_pairs.images, rng, 3 * len(tiny_pairs.images), planes=3)
+    assert len(repeats) == 3 * len(tiny_pairs.images)  # more patterns than pictures: drawn with repeats
+    with pytest.raises(ValueError, match="pattern=blocks"):
+        parse_method("random:pattern=picture,patch=8").noise(tiny_pairs, 8 / 255, 0)
 
 
 def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs):
