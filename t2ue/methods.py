@@ -129,12 +129,15 @@ class UniformNoise(ProtectionMethod):
     ``pattern=picture`` hides a whole drawing instead: each pattern is an openclipart picture (drawn
     without repeats while there are enough), mean-free per channel and scaled to +-eps — a "semantic"
     shortcut with edges and colour at every scale, transformed by any augmentation as the photo's own
-    content is (the idea of Deep Hiding, Meng et al. 2024, without its invertible network).
+    content is (the idea of Deep Hiding, Meng et al. 2024, without its invertible network);
+    ``stretch=true`` scales each to two standard deviations at the budget's edge and clips the rest (a
+    drawing is mostly white paper, so at peak scaling it carries little energy).
     """
 
     name = "random"
     cacheable = False
-    defaults = {"mode": "sample", "luma": "false", "patch": "1", "dist": "uniform", "pattern": "blocks"}
+    defaults = {"mode": "sample", "luma": "false", "patch": "1", "dist": "uniform", "pattern": "blocks",
+                "stretch": "false"}
 
     def spec(self) -> str:
         """Parameters left at their defaults are left out, so the plain row stays ``random`` (its name
@@ -143,13 +146,15 @@ class UniformNoise(ProtectionMethod):
         return f"{self.name}:{args}" if args else self.name
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        mode, luma, patch, dist, pattern = (self.params[k] for k in ("mode", "luma", "patch", "dist", "pattern"))
+        mode, luma, patch, dist, pattern, stretch = (self.params[k] for k in ("mode", "luma", "patch", "dist",
+                                                                             "pattern", "stretch"))
         if (mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit()
                 or int(patch) < 1 or dist not in ("uniform", "sign") or pattern not in ("blocks", "grating", "picture")
-                or (pattern != "blocks" and (patch != "1" or dist != "uniform"))):
+                or (pattern != "blocks" and (patch != "1" or dist != "uniform"))
+                or stretch not in ("true", "false") or (stretch == "true" and pattern != "picture")):
             raise ValueError(f"random takes mode=sample|class, luma=true|false, patch=P (pixels, >= 1), "
                              f"dist=uniform|sign and pattern=blocks|grating|picture (a grating or picture "
-                             f"takes no patch or dist), "
+                             f"takes no patch or dist; stretch=true is for pictures), "
                              f"got {self.spec()!r}")
         if mode == "class":
             if data.labels is None:
@@ -167,7 +172,8 @@ class UniformNoise(ProtectionMethod):
         if pattern == "picture":
             from .data import load_openclipart
 
-            delta = epsilon * hidden_pictures(load_openclipart(height).images, rng, count, planes)
+            delta = epsilon * hidden_pictures(load_openclipart(height).images, rng, count, planes,
+                                              stretch=stretch == "true")
             delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
             return Noise(to_levels(delta), index)
         blocks = (count, -(-height // p), -(-width // p), planes)
@@ -189,14 +195,19 @@ def square_gratings(rng: np.random.Generator, count: int, height: int, width: in
     return np.where(np.sin(2 * np.pi * along / period + phase) >= 0, 1.0, -1.0).astype(np.float32)
 
 
-def hidden_pictures(pictures: np.ndarray, rng: np.random.Generator, count: int, planes: int) -> np.ndarray:
+def hidden_pictures(pictures: np.ndarray, rng: np.random.Generator, count: int, planes: int,
+                    stretch: bool = False) -> np.ndarray:
     """``count`` of the uint8 ``pictures`` (N, H, W, 3), drawn without repeats while there are enough,
-    each mean-free per plane and scaled to peak +-1 (``planes=1``: their luma)."""
+    each mean-free per plane and scaled to peak +-1 (``planes=1``: their luma); ``stretch``: scaled so
+    that two standard deviations reach +-1, and clipped there."""
     chosen = rng.choice(len(pictures), size=count, replace=count > len(pictures))
     work = pictures[chosen].astype(np.float32) / 255.0
     if planes == 1:
         work = work @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
     work -= work.mean(axis=(1, 2), keepdims=True)
+    if stretch:
+        spread = work.std(axis=(1, 2, 3), keepdims=True)
+        return np.clip(work / np.maximum(2 * spread, 1e-6), -1.0, 1.0).astype(np.float32)
     peak = np.abs(work).max(axis=(1, 2, 3), keepdims=True)
     return (work / np.maximum(peak, 1e-6)).astype(np.float32)
 

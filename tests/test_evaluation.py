@@ -133,10 +133,15 @@ def test_hidden_pictures_are_the_drawings_themselves_at_the_budget(tiny_pairs):
         assert np.corrcoef(pattern.ravel(), (picture - picture.mean(axis=(0, 1))).ravel())[0, 1] > 0.999
     grey = hidden_pictures(tiny_pairs.images, np.random.default_rng(3), 4, planes=1)
     assert grey.shape[-1] == 1 and np.allclose(np.abs(grey).max(axis=(1, 2, 3)), 1.0)
+    stretched = hidden_pictures(tiny_pairs.images, np.random.default_rng(3), 4, planes=3, stretch=True)
+    assert np.abs(stretched).max() <= 1.0 and (stretched ** 2).mean() > (patterns ** 2).mean()
+    assert min(np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(stretched, patterns)) > 0.9
     repeats = hidden_pictures(tiny_pairs.images, rng, 3 * len(tiny_pairs.images), planes=3)
     assert len(repeats) == 3 * len(tiny_pairs.images)  # more patterns than pictures: drawn with repeats
     with pytest.raises(ValueError, match="pattern=blocks"):
         parse_method("random:pattern=picture,patch=8").noise(tiny_pairs, 8 / 255, 0)
+    with pytest.raises(ValueError, match="stretch=true is for pictures"):
+        parse_method("random:stretch=true").noise(tiny_pairs, 8 / 255, 0)
 
 
 def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs):
