@@ -167,21 +167,18 @@ class UniformNoise(ProtectionMethod):
         height, width = data.images.shape[1:3]
         if pattern == "grating":
             delta = epsilon * square_gratings(rng, count, height, width, planes)
-            delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
-            return Noise(to_levels(delta), index)
-        if pattern == "picture":
+        elif pattern == "picture":
             from .data import load_openclipart
 
             delta = epsilon * hidden_pictures(load_openclipart(height).images, rng, count, planes,
                                               stretch=stretch == "true")
-            delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
-            return Noise(to_levels(delta), index)
-        blocks = (count, -(-height // p), -(-width // p), planes)
-        if dist == "sign":
-            delta = (epsilon * rng.choice(np.array([-1.0, 1.0]), size=blocks)).astype(np.float32)
         else:
-            delta = rng.uniform(-epsilon, epsilon, size=blocks).astype(np.float32)
-        delta = delta.repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
+            blocks = (count, -(-height // p), -(-width // p), planes)
+            if dist == "sign":
+                delta = (epsilon * rng.choice(np.array([-1.0, 1.0]), size=blocks)).astype(np.float32)
+            else:
+                delta = rng.uniform(-epsilon, epsilon, size=blocks).astype(np.float32)
+            delta = delta.repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
         delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
         return Noise(to_levels(delta), index)
 
