@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .data import ImageTextSet
+from .transforms import grayscale
 
 
 @dataclass
@@ -200,7 +201,7 @@ def hidden_pictures(pictures: np.ndarray, rng: np.random.Generator, count: int, 
     chosen = rng.choice(len(pictures), size=count, replace=count > len(pictures))
     work = pictures[chosen].astype(np.float32) / 255.0
     if planes == 1:
-        work = work @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
+        work = grayscale(torch.from_numpy(work).permute(0, 3, 1, 2))[:, :1].permute(0, 2, 3, 1).numpy()
     work -= work.mean(axis=(1, 2), keepdims=True)
     if stretch:
         spread = work.std(axis=(1, 2, 3), keepdims=True)
