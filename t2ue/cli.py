@@ -303,6 +303,9 @@ def evaluate(
                                         "10 -> 4 groups), reworded-captions (Fashion-MNIST: other class names and "
                                         "templates), title-captions (openclipart): the labels or captions the victim "
                                         "trains on."),
+    protector: list[str] = typer.Option(None, "--protector", help="Repeatable: the view the protector protects "
+                                        "with (default same: the set's own labels and captions); the exploiter's "
+                                        "own view here is the oracle that knows how it will label."),
     train_limit: int = typer.Option(None, help="Use a seeded sample of at most this many training pairs."),
     test_limit: int = typer.Option(None, help="Use a seeded sample of at most this many test pairs."),
     epochs: int = typer.Option(None, help="Override the victims' epochs."),
@@ -329,7 +332,8 @@ def evaluate(
     overrides = {"dataset": data, "methods": method or None, "victims": victim or None,
                  "seeds": _split_list(seeds, int), "epsilons": _split_list(epsilons),
                  "fractions": _split_list(fractions, float), "defenses": defense or None,
-                 "exploiters": exploiter or None, "train_limit": train_limit, "test_limit": test_limit}
+                 "exploiters": exploiter or None, "protectors": protector or None,
+                 "train_limit": train_limit, "test_limit": test_limit}
     for key, value in overrides.items():
         if value is not None:
             setattr(plan, key, value)

@@ -50,10 +50,12 @@ class RunConfig:
     size: int = 64
     exploiter: str = "same"
     defense: str = "none"
+    protector: str = "same"
 
     def __post_init__(self):
-        if self.exploiter not in VIEWS:
-            raise ValueError(f"exploiter view must be one of {VIEWS}, got {self.exploiter!r}")
+        for role in ("exploiter", "protector"):
+            if getattr(self, role) not in VIEWS:
+                raise ValueError(f"{role} view must be one of {VIEWS}, got {getattr(self, role)!r}")
         if not 0.0 <= self.fraction <= 1.0:
             raise ValueError(f"protected fraction must be in [0, 1], got {self.fraction}")
         spec = parse_method(self.method).spec()
@@ -62,15 +64,17 @@ class RunConfig:
         if spec == "none":  # the clean row: no budget, nothing protected
             object.__setattr__(self, "epsilon", "0")
             object.__setattr__(self, "fraction", 1.0)
+            object.__setattr__(self, "protector", "same")
         else:
             parse_epsilon(self.epsilon)  # a clear error for a malformed budget, before any work
 
     def as_dict(self) -> dict:
-        """The configuration; the exploiter view and defense are recorded only when they are not the default
-        (so the ids of runs made before they existed stay valid)."""
+        """The configuration; the exploiter and protector views and the defense are recorded only when they
+        are not the default (so the ids of runs made before they existed stay valid)."""
         out = {**asdict(self), "victim": self.victim.as_dict()}
-        if self.exploiter == "same":
-            del out["exploiter"]
+        for role in ("exploiter", "protector"):
+            if out[role] == "same":
+                del out[role]
         if self.defense == "none":
             del out["defense"]
         return out
@@ -80,6 +84,7 @@ class RunConfig:
         name = Path(self.dataset).stem if os.sep in self.dataset else self.dataset
         parts = [name, self.method.split(":")[0], *(["class"] if "mode=class" in self.method else []),
                  Path(self.victim.arch).stem, *([f"view-{self.exploiter}"] if self.exploiter != "same" else []),
+                 *([f"prot-{self.protector}"] if self.protector != "same" else []),
                  *([f"def-{self.defense}"] if self.defense != "none" else []),
                  f"eps{self.epsilon}", f"frac{self.fraction:g}", f"seed{self.seed}", digest]
         return re.sub(r"[^A-Za-z0-9.+-]+", "_", "-".join(parts))
@@ -199,8 +204,10 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
         raise ValueError(f"{config.dataset}: a classifier victim needs labels, and this set has none")
     method = parse_method(config.method)
     epsilon = 0.0 if config.method == "none" else parse_epsilon(config.epsilon)
-    scraped, protection = protect_split(train, method, epsilon, config.seed, config.fraction, use_cache)
-    scraped = exploiter_view(config.exploiter, scraped, config.dataset, config.size, "victim_train", config.train_limit)
+    protected = exploiter_view(config.protector, train, config.dataset, config.size, "victim_train", config.train_limit)
+    protected, protection = protect_split(protected, method, epsilon, config.seed, config.fraction, use_cache)
+    scraped = exploiter_view(config.exploiter, train.with_images(protected.images), config.dataset, config.size,
+                             "victim_train", config.train_limit)
     test = exploiter_view(config.exploiter, test, config.dataset, config.size, "test", config.test_limit)
     test_fingerprint = fingerprint(test)  # of the clean test split, so defended and undefended rows share a table
     defense = parse_defense(config.defense)
@@ -252,6 +259,7 @@ class EvalPlan:
     recipe: dict = field(default_factory=dict)
     exploiters: list[str] = field(default_factory=lambda: ["same"])
     defenses: list[str] = field(default_factory=lambda: ["none"])
+    protectors: list[str] = field(default_factory=lambda: ["same"])
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> EvalPlan:
@@ -265,8 +273,8 @@ class EvalPlan:
     def runs(self) -> list[RunConfig]:
         """The plan's runs, one recipe per victim (so the clean and protected rows share it)."""
         runs = []
-        for victim_spec, view, defense, seed, method in product(self.victims, self.exploiters, self.defenses,
-                                                                self.seeds, self.methods):
+        for victim_spec, view, protector, defense, seed, method in product(
+                self.victims, self.exploiters, self.protectors, self.defenses, self.seeds, self.methods):
             victim = VictimRecipe.parse(victim_spec, **self.recipe)
             if parse_method(method).spec() == "none":
                 runs.append(RunConfig(self.dataset, method, victim, seed, train_limit=self.train_limit,
@@ -275,17 +283,18 @@ class EvalPlan:
             for epsilon, fraction in product(self.epsilons, self.fractions):
                 if fraction > 0:  # 0 % protected is the clean row
                     runs.append(RunConfig(self.dataset, method, victim, seed, epsilon, fraction, self.train_limit,
-                                          self.test_limit, self.size, view, defense))
+                                          self.test_limit, self.size, view, defense, protector))
         return list(dict.fromkeys(runs))
 
 
 def cache_noise(plan: EvalPlan, progress: bool = True) -> int:
     """Make and cache every noise a plan needs, training nothing: protect on one machine (the noise
     model's text encoder needed), train the victims on another (``T2UE_CACHE`` carried along)."""
-    needed = {(r.method, r.epsilon, r.seed) for r in plan.runs() if r.method != "none"}
+    needed = {(r.method, r.epsilon, r.seed, r.protector) for r in plan.runs() if r.method != "none"}
     train, _ = load_split(plan.dataset, plan.size, plan.train_limit, plan.test_limit)
-    for method, epsilon, seed in tqdm(sorted(needed), desc="noise", disable=not progress):
-        method_noise(parse_method(method), train, parse_epsilon(epsilon), seed)
+    for method, epsilon, seed, protector in tqdm(sorted(needed), desc="noise", disable=not progress):
+        data = exploiter_view(protector, train, plan.dataset, plan.size, "victim_train", plan.train_limit)
+        method_noise(parse_method(method), data, parse_epsilon(epsilon), seed)
     return len(needed)
 
 

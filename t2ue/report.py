@@ -51,8 +51,12 @@ def _table_key(result: dict) -> tuple:
 
 
 def _row_key(result: dict) -> tuple[str, str, float, str]:
+    """(method, budget, fraction, defense); a protector that protected with another view than the set's
+    own (e.g. the oracle that knows the exploiter's labels) says so after the method."""
     config = result["config"]
-    return config["method"], config["epsilon"], float(config["fraction"]), config.get("defense", "none")
+    protector = config.get("protector", "same")
+    method = config["method"] + ("" if protector == "same" else f" [protector view: {protector}]")
+    return method, config["epsilon"], float(config["fraction"]), config.get("defense", "none")
 
 
 def _budget(epsilon: str) -> float:
@@ -310,7 +314,8 @@ def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
     rows = []
     for r in results:
         row = {"run_id": r["run_id"], "dataset": r["dataset"]["name"], "method": r["config"]["method"],
-               "defense": r["config"].get("defense", "none"),
+               "defense": r["config"].get("defense", "none"), "exploiter": r["config"].get("exploiter", "same"),
+               "protector": r["config"].get("protector", "same"),
                "epsilon": r["config"]["epsilon"], "fraction": r["config"]["fraction"], "seed": r["config"]["seed"],
                **{f"victim_{k}": v for k, v in r["config"]["victim"].items()},
                **{f"protection_{k}": v for k, v in r["protection"].items()},

@@ -283,3 +283,25 @@ def test_report_shows_the_majority_class_where_labels_are_unbalanced():
     assert majority == pytest.approx(0.4985) and rows["random guess"]["values"]["accuracy"][0] == 0.25
     assert 0.5 * Table(coarse).clean < majority
     assert balanced and not any(r["row"].startswith("majority") for r in Table(balanced).records())
+
+
+def test_protector_view_keys_the_noise_to_other_labels(tmp_path, cache):
+    """The oracle protector of setting (b): class-wise noise keyed to the exploiter's four coarse groups
+    (one pattern per group, recorded in the run's config and id), where by default it follows the set's
+    own ten classes; the clean row ignores it."""
+    recipe = VictimRecipe(kind="classifier", arch="resnet18", epochs=1, batch_size=16, warmup_steps=1)
+    common = dict(train_limit=60, test_limit=20, size=16, exploiter="coarse-labels")
+    oracle = RunConfig("fashion-mnist", "random:mode=class", recipe, protector="coarse-labels", **common)
+    own = RunConfig("fashion-mnist", "random:mode=class", recipe, **common)
+    assert "prot-coarse-labels" in oracle.run_id() and oracle.as_dict()["protector"] == "coarse-labels"
+    assert "protector" not in own.as_dict() and oracle.run_id() != own.run_id()
+    assert RunConfig("fashion-mnist", "none", recipe, protector="coarse-labels", **common).protector == "same"
+    with pytest.raises(ValueError, match="protector view"):
+        RunConfig("fashion-mnist", "random", recipe, protector="coarse")
+    results = [run_one(config, tmp_path / "runs", progress=False) for config in (oracle, own)]
+    assert [r["protection"]["distinct_patterns"] for r in results] == [4, 10]
+    assert all(r["dataset"]["classes"] == 4 for r in results)  # both victims train on the exploiter's groups
+    rows = [rec["row"] for rec in Table(results).records()]
+    assert any("[protector view: coarse-labels]" in row for row in rows) and "random:mode=class ε=8/255" in rows
+    plan = EvalPlan("fashion-mnist", methods=["none", "random"], protectors=["same", "coarse-labels"])
+    assert sorted(r.protector for r in plan.runs()) == ["coarse-labels", "same", "same"]  # one clean row
