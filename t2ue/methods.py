@@ -286,7 +286,11 @@ def _levels_at(patterns: torch.Tensor, size: int) -> np.ndarray:
 class T2UEClusterNoise(ProtectionMethod):
     """Label-agnostic: descriptions grouped by K-means (``clusters``), one perturbation per group, made by
     the noise model's generator from the group centre (``maker=generator``, text only) or fitted with
-    the UC objective on public reference images (``maker=uc``)."""
+    the UC objective on public reference images (``maker=uc``).
+
+    ``clusters=4+10`` layers several groupings: each picture gets the mean of its group's perturbation
+    at every K, so members of one coarse group share a component whatever finer group they are in (a
+    shortcut at each granularity, each at a share of the budget)."""
 
     name = "t2ue-cluster"
     defaults = {"model": "default", "clusters": "10", "maker": "generator"}
@@ -298,15 +302,21 @@ class T2UEClusterNoise(ProtectionMethod):
         from .api import load_noise_model
         from .clusters import fit_and_assign
 
+        levels = self.params["clusters"].split("+")
+        if not all(k.isdigit() for k in levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"clusters takes K or distinct K1+K2+…, got {self.params['clusters']!r}")
         model = load_noise_model(self.params["model"])
         started = time.perf_counter()
         reference = _reference_images(data) if self.params["maker"] == "uc" else (None, None)
-        fitted, owners = fit_and_assign(model, list(data.captions), int(self.params["clusters"]), seed=seed,
-                                        maker=self.params["maker"], reference_images=reference[0],
-                                        reference_texts=reference[1])
-        patterns = fitted.patterns * (epsilon / fitted.epsilon)
-        return Noise(_levels_at(patterns, data.images.shape[1]), owners.numpy().astype(np.int64),
-                     seconds=time.perf_counter() - started)
+        patterns, owners = [], []
+        for k in levels:
+            fitted, owner = fit_and_assign(model, list(data.captions), int(k), seed=seed, maker=self.params["maker"],
+                                           reference_images=reference[0], reference_texts=reference[1])
+            patterns.append(fitted.patterns * (epsilon / fitted.epsilon))
+            owners.append(owner.numpy().astype(np.int64))
+        combos, index = np.unique(np.stack(owners, axis=1), axis=0, return_inverse=True)
+        mixed = torch.stack([patterns[level][combos[:, level]] for level in range(len(levels))]).mean(dim=0)
+        return Noise(_levels_at(mixed, data.images.shape[1]), index.reshape(-1), seconds=time.perf_counter() - started)
 
 
 @register_method

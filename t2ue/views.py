@@ -13,13 +13,18 @@ import numpy as np
 from .data import FASHION_TEMPLATES, ImageTextSet, load_dataset, templated_captions
 
 COARSE_FASHION = {"top": (0, 2, 3, 4, 6), "trousers": (1,), "footwear": (5, 7, 9), "bag": (8,)}
+# The other plausible four groups: dresses with trousers (long garments) instead of with the tops. The
+# K-means clusters of the protector's descriptions at K = 4 come out exactly so, which makes this view
+# the diagnostic for whether a coarse exploiter escapes because the groups differ or because the noise is weak.
+COARSE_FASHION_ALT = {"top": (0, 2, 4, 6), "trousers or dress": (1, 3), "footwear": (5, 7, 9), "bag": (8,)}
+COARSE_VIEWS = {"coarse-labels": COARSE_FASHION, "coarse-labels-alt": COARSE_FASHION_ALT}
 # The exploiter's own words for Fashion-MNIST: other names for the ten classes and other sentence frames,
 # drawn independently of the protector's, so a picture's noise can tell its class but not its caption.
 REWORDED_FASHION_CLASSES = ("tee shirt", "pair of pants", "jumper", "gown", "jacket", "flip-flop", "blouse",
                             "trainer", "handbag", "short boot")
 REWORDED_FASHION_TEMPLATES = ("an online shop listing for one {}", "{} for sale, plain background",
                               "someone is selling this {}", "close-up of my {}", "item: {}")
-VIEWS = ("same", "coarse-labels", "reworded-captions", "title-captions")
+VIEWS = ("same", "coarse-labels", "coarse-labels-alt", "reworded-captions", "title-captions")
 
 
 def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part: str, limit: int | None,
@@ -27,14 +32,14 @@ def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part:
     """``data`` (its pixels kept: they may be protected) with the exploiter's labels and captions."""
     if name == "same":
         return data
-    if name == "coarse-labels":
+    if name in COARSE_VIEWS:
         if data.name != "fashion-mnist":
-            raise ValueError("the coarse-labels view is defined for fashion-mnist (10 classes -> 4 groups)")
+            raise ValueError(f"the {name} view is defined for fashion-mnist (10 classes -> 4 groups)")
         group = np.zeros(10, dtype=np.int64)
-        for g, members in enumerate(COARSE_FASHION.values()):
+        for g, members in enumerate(COARSE_VIEWS[name].values()):
             group[list(members)] = g
         labels = group[data.labels]
-        names = tuple(COARSE_FASHION)
+        names = tuple(COARSE_VIEWS[name])
         captions = templated_captions(labels, names, FASHION_TEMPLATES, seed=1)
         return ImageTextSet(data.images, captions, labels, names, data.name, {**data.meta, "view": name})
     if name == "reworded-captions":

@@ -130,6 +130,17 @@ def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
     data = ImageTextSet(images, tiny_pairs.captions)
     text = parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=4").noise(data, 8 / 255, seed=0)
     assert len(text.levels) == 4 and set(text.index) <= set(range(4)) and np.abs(text.levels).max() <= 8
+    coarse = parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=2").noise(data, 8 / 255, seed=0)
+    layered = parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=2+4").noise(data, 8 / 255, seed=0)
+    pairs = sorted(set(zip(coarse.index.tolist(), text.index.tolist())))
+    assert len(layered.levels) == len(pairs) and np.abs(layered.levels).max() <= 8  # one pattern per (K=2, K=4) pair
+    for i, j in [(i, j) for i in range(len(data)) for j in range(len(data))]:  # shared exactly when both groups are
+        same = coarse.index[i] == coarse.index[j] and text.index[i] == text.index[j]
+        assert (layered.index[i] == layered.index[j]) == same
+    mean = (coarse.levels[coarse.index].astype(float) + text.levels[text.index]) / 2  # the mean of the two layers
+    assert np.abs(layered.levels[layered.index] - mean).max() <= 1.0
+    with pytest.raises(ValueError, match="distinct"):
+        parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=4+4").noise(data, 8 / 255, seed=0)
     uc = parse_method(f"uc:model={tiny_noise_model_dir},clusters=3,steps=5")
     assert uc.needs_photo and not parse_method("t2ue-cluster").needs_photo
     image_based = uc.noise(data, 4 / 255, seed=0)
@@ -146,6 +157,8 @@ def test_exploiter_views_change_labels_not_pixels():
     coarse = exploiter_view("coarse-labels", data, "fashion-mnist", 4, "test", None)
     assert coarse.images is images and coarse.class_names == ("top", "trousers", "footwear", "bag")
     assert list(coarse.labels) == [0, 1, 0, 0, 0, 2, 0, 2, 3, 2]
+    alt = exploiter_view("coarse-labels-alt", data, "fashion-mnist", 4, "test", None)  # dresses beside trousers
+    assert alt.class_names[1] == "trousers or dress" and list(alt.labels) == [0, 1, 0, 1, 0, 2, 0, 2, 3, 2]
     assert exploiter_view("same", data, "fashion-mnist", 4, "test", None) is data
     reworded = exploiter_view("reworded-captions", data, "fashion-mnist", 4, "test", None)
     assert reworded.images is images and list(reworded.labels) == list(range(10))
