@@ -300,7 +300,8 @@ def evaluate(
     defense: list[str] = typer.Option(None, "--defense", help="Repeatable: none, jpeg:quality=75, grayscale, blur, "
                                       "bit-depth, median, noise-rescale, strong-aug, ueraser, pgd-at; combine with +."),
     exploiter: list[str] = typer.Option(None, "--exploiter", help="Repeatable: same, coarse-labels (Fashion-MNIST "
-                                        "10 -> 4 groups), reworded-captions (Fashion-MNIST: other class names and "
+                                        "10 -> 4 groups), coarse-labels-alt (the same with dresses beside trousers), "
+                                        "reworded-captions (Fashion-MNIST: other class names and "
                                         "templates), title-captions (openclipart): the labels or captions the victim "
                                         "trains on."),
     protector: list[str] = typer.Option(None, "--protector", help="Repeatable: the view the protector protects "

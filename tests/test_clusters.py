@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -134,7 +136,7 @@ def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
     layered = parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=2+4").noise(data, 8 / 255, seed=0)
     pairs = sorted(set(zip(coarse.index.tolist(), text.index.tolist())))
     assert len(layered.levels) == len(pairs) and np.abs(layered.levels).max() <= 8  # one pattern per (K=2, K=4) pair
-    for i, j in [(i, j) for i in range(len(data)) for j in range(len(data))]:  # shared exactly when both groups are
+    for i, j in itertools.product(range(len(data)), repeat=2):  # shared exactly when both groups are
         same = coarse.index[i] == coarse.index[j] and text.index[i] == text.index[j]
         assert (layered.index[i] == layered.index[j]) == same
     mean = (coarse.levels[coarse.index].astype(float) + text.levels[text.index]) / 2  # the mean of the two layers
