@@ -113,6 +113,23 @@ def _generator_patterns(model: NoiseModel, centres: torch.Tensor, seed: int) -> 
     return project_linf(model.generator(centres.to(z.device), z).float(), model.epsilon).cpu()
 
 
+def separate_patterns(patterns: torch.Tensor, epsilon: float, gain: float | None = None) -> torch.Tensor:
+    """Patterns with the component every cluster shares taken out and the rest spread over the budget.
+
+    What all clusters have in common tells no cluster from another, yet spends budget; without it the
+    differences between clusters, the shortcut a victim learns, can be scaled up: by ``gain`` and then
+    projected onto the budget, or with ``gain=None`` saturated at ±epsilon (their sign).
+    """
+    if len(patterns) < 2:
+        raise ValueError("separating patterns needs at least two clusters")
+    distinct = patterns - patterns.mean(dim=0, keepdim=True)
+    if gain is None:
+        return epsilon * torch.sign(distinct)
+    if gain <= 0:
+        raise ValueError(f"gain must be positive, got {gain}")
+    return project_linf(distinct * gain, epsilon)
+
+
 def uc_patterns(model: NoiseModel, centres: torch.Tensor, images: torch.Tensor, image_clusters: np.ndarray, *,
                 steps: int, lr: float, batch_size: int, seed: int) -> torch.Tensor:
     """Per-cluster perturbations by the UC objective on reference images in [0, 1] (N, 3, h, w)."""

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from t2ue import noise_from_text
 from t2ue.api import load_noise_model
 from t2ue.cli import app
-from t2ue.clusters import ClusterNoise, cluster_noise_for, fit_cluster_noise
+from t2ue.clusters import ClusterNoise, cluster_noise_for, fit_cluster_noise, separate_patterns
 from t2ue.noise_model import NoiseModel
 
 TEXTS = ["a ginger cat asleep on a sofa", "a tabby cat on a windowsill", "a black cat in the garden",
@@ -147,6 +147,40 @@ def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
     assert uc.needs_photo and not parse_method("t2ue-cluster").needs_photo
     image_based = uc.noise(data, 4 / 255, seed=0)
     assert len(image_based.levels) == 3 and np.abs(image_based.levels).max() <= 4 and image_based.gradient_steps > 0
+
+
+def test_separated_patterns_keep_only_their_differences(tiny_noise_model_dir, tiny_pairs):
+    from PIL import Image
+
+    from t2ue.data import ImageTextSet
+    from t2ue.methods import parse_method
+
+    eps = 8 / 255
+    shared = torch.linspace(-eps, eps, 3 * 8 * 8).reshape(1, 3, 8, 8)
+    own = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * eps / 4
+    patterns = (0.8 * shared + own).clamp(-eps, eps)
+    signs = separate_patterns(patterns, eps)
+    assert torch.allclose(signs.abs(), torch.full_like(signs, eps))  # saturated: every value at the budget's edge
+    assert torch.equal(torch.sign(signs), torch.sign(patterns - patterns.mean(0)))  # the shared part is gone
+    doubled = separate_patterns(patterns, eps, gain=2.0)
+    assert doubled.abs().max() <= eps + 1e-7
+    inside = (2 * (patterns - patterns.mean(0))).abs() < eps  # where the projection did not clip
+    assert torch.allclose(doubled[inside], 2 * (patterns - patterns.mean(0))[inside])
+    gap = (patterns[0] - patterns[1]).norm()
+    assert (signs[0] - signs[1]).norm() > gap and (doubled[0] - doubled[1]).norm() > gap  # clusters further apart
+    with pytest.raises(ValueError, match="two clusters"):
+        separate_patterns(patterns[:1], eps)
+
+    images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
+    data = ImageTextSet(images, tiny_pairs.captions)
+    plain = parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=4")
+    separated = parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},clusters=4,separate=sign")
+    assert "separate" not in plain.spec() and plain.fingerprint() != separated.fingerprint()
+    noise = separated.noise(data, eps, seed=0)
+    assert np.array_equal(noise.index, plain.noise(data, eps, seed=0).index)  # same clusters, other patterns
+    assert np.abs(noise.levels).max() == 8 and np.abs(noise.levels.astype(float).mean(axis=0)).max() < 8
+    with pytest.raises(ValueError, match="separate"):
+        parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},separate=lots").noise(data, eps, seed=0)
 
 
 def test_exploiter_views_change_labels_not_pixels():
