@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from t2ue.data import load_fashion_mnist, load_openclipart, role_split
+from t2ue.files import write_text
 from t2ue.losses import clip_loss
 from t2ue.metrics import retrieval_metrics
 from t2ue.optim import cosine_with_warmup, update
@@ -148,7 +149,7 @@ def main() -> None:
     print(table)
     out = save_open_clip_folder(model, spec["model_cfg"], args.out, preprocess_cfg=spec["preprocess_cfg"],
                                 trained_parts_only=True, card=CARD.format(table=table, augment=recipe["augment"]))
-    (Path(args.out) / "heldout_retrieval.json").write_text(json.dumps(
+    write_text(Path(args.out) / "heldout_retrieval.json", json.dumps(
         {"recipe": recipe, "train_pairs": n, "seconds": round(time.time() - t0), "results": results}, indent=2))
     print(f"saved {out}")
 

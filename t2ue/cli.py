@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -44,6 +43,7 @@ def noise(
     import numpy as np
 
     from .api import load_noise_model, noise_from_text
+    from .files import atomic_write
     from .images import noise_levels, save_image
 
     try:
@@ -57,10 +57,8 @@ def noise(
         raise typer.Exit(2) from err
     array = delta.permute(1, 2, 0).numpy()
     if output.suffix.lower() == ".npy":
-        tmp = output.with_name(f".{output.name}.part")
-        with tmp.open("wb") as handle:
+        with atomic_write(output) as handle:
             np.save(handle, array)
-        os.replace(tmp, output)
     else:
         from PIL import Image
 
@@ -413,5 +411,6 @@ def verify(
     typer.echo(f"image quality of protected images: PSNR {summary['psnr']:.1f} dB, SSIM {summary['ssim']:.3f}")
     typer.echo(f"verdict: {summary['verdict']}")
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(summary, indent=2))
+        from .evaluation import write_json
+
+        write_json(json_out, summary)

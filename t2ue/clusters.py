@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .budget import project_linf
+from .files import write_bytes, write_text
 
 if TYPE_CHECKING:
     from .noise_model import NoiseModel
@@ -57,14 +58,10 @@ class ClusterNoise:
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write centres and perturbations (safetensors) and their config; each file atomically."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        weights = path / f".{CLUSTER_WEIGHTS}.part"
-        save_file({"centres": self.centres.contiguous(), "patterns": self.patterns.contiguous()}, str(weights))
-        os.replace(weights, path / CLUSTER_WEIGHTS)
-        config = path / f".{CLUSTER_CONFIG}.part"
-        config.write_text(json.dumps({"format": "t2ue-clusters/1", "k": self.k, "epsilon": self.epsilon, **self.meta},
-                                     indent=2))
-        os.replace(config, path / CLUSTER_CONFIG)
+        write_bytes(path / CLUSTER_WEIGHTS, save({"centres": self.centres.contiguous(),
+                                                  "patterns": self.patterns.contiguous()}))
+        write_text(path / CLUSTER_CONFIG, json.dumps({"format": "t2ue-clusters/1", "k": self.k,
+                                                      "epsilon": self.epsilon, **self.meta}, indent=2))
         return path
 
     @classmethod

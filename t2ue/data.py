@@ -24,6 +24,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .files import savez, write_text
+
 FASHION_MNIST_DIR = Path(os.environ.get("T2UE_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 OPENCLIPART_DIR = Path("/usr/share/openclipart")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
@@ -199,7 +201,7 @@ def load_fashion_mnist(size: int = 64, seed: int = 0) -> ImageTextSet:
         labels = np.concatenate([_read_idx(FASHION_MNIST_DIR / f"{p}-labels-idx1-ubyte.gz") for p in ("train", "t10k")])
         resized = np.stack([np.asarray(Image.fromarray(255 - im).resize((size, size), Image.BILINEAR)) for im in images])
         rgb = np.repeat(resized[..., None], 3, axis=-1)  # dark garments on white, like a product photo
-        atomic_savez(cache, images=rgb, labels=labels.astype(np.int64))
+        savez(cache, images=rgb, labels=labels.astype(np.int64))
     with np.load(cache) as arrays:
         images, labels = arrays["images"], arrays["labels"]
     captions = templated_captions(labels, FASHION_MNIST_CLASSES, FASHION_TEMPLATES, seed)
@@ -264,8 +266,8 @@ def load_openclipart(size: int = 64, caption_style: str = "full") -> ImageTextSe
             meta["file"] = str(rel)
             images.append(pixels)
             metas.append(meta)
-        atomic_savez(cache, images=np.stack(images))
-        meta_cache.write_text(json.dumps(metas))
+        savez(cache, images=np.stack(images))
+        write_text(meta_cache, json.dumps(metas))
     with np.load(cache) as arrays:
         images = arrays["images"]
     metas = json.loads(meta_cache.read_text())
@@ -400,13 +402,6 @@ def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, 
         return load_pairs_file(path)
     raise FileNotFoundError(f"{name_or_path}: not a built-in set ({', '.join(BUILTIN)}), a CSV/JSONL file, "
                             "a Karpathy JSON nor an image folder")
-
-
-def atomic_savez(path: Path, **arrays) -> None:
-    """Write a compressed ``.npz`` under a temporary name and rename it: a cache is whole or absent."""
-    tmp = path.with_suffix(".part.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 ROLES = {"provider": 0.5, "victim_train": 0.35, "test": 0.15}

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -25,8 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .budget import parse_epsilon
-from .data import ImageTextSet, atomic_savez, cache_dir, fingerprint, load_dataset
+from .data import ImageTextSet, cache_dir, fingerprint, load_dataset
 from .defenses import parse_defense
+from .files import savez, write_text
 from .methods import Noise, ProtectionMethod, parse_method
 from .metrics import headline
 from .victims import VictimRecipe, evaluate_victim, train_victim
@@ -114,8 +114,7 @@ def method_noise(method: ProtectionMethod, data: ImageTextSet, epsilon: float, s
     noise = method.noise(data, epsilon, seed)
     noise.log.setdefault("machine", _machine(noise.log.get("device", "cpu")))
     if use_cache and method.cacheable:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_savez(path, levels=noise.levels, index=noise.index, seconds=noise.seconds,
+        savez(path, levels=noise.levels, index=noise.index, seconds=noise.seconds,
                      gradient_steps=noise.gradient_steps, log=json.dumps(noise.log))
     return noise, False
 
@@ -180,16 +179,9 @@ def _machine(device: str) -> str:
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    """Write a results JSON atomically (temporary file + rename): an interrupted run never leaves half
-    a file where a sweep or a benchmark would read it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.part")
-    with os.fdopen(handle, "w") as out:
-        json.dump(payload, out, indent=2)
-        out.write("\n")
-    os.replace(tmp, path)
-    return path
+    """Write a results JSON atomically: an interrupted run never leaves half a file where a sweep or a
+    benchmark would read it."""
+    return write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip_existing: bool = False,

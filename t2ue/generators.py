@@ -22,6 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .files import atomic_path, write_text
+
 GENERATOR_CONFIG = "generator_config.json"
 GENERATOR_WEIGHTS = "generator.safetensors"
 
@@ -87,8 +89,9 @@ class NoiseGenerator(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path / GENERATOR_WEIGHTS))
-        (path / GENERATOR_CONFIG).write_text(json.dumps({"kind": self.kind, **self.config}, indent=2))
+        with atomic_path(path / GENERATOR_WEIGHTS) as tmp:
+            save_file(state, str(tmp))
+        write_text(path / GENERATOR_CONFIG, json.dumps({"kind": self.kind, **self.config}, indent=2))
         return path
 
 

@@ -7,7 +7,6 @@ survives (never clamp the noise itself to [0, 1]).
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .budget import project_linf
+from .files import atomic_write
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # ~200 MP: large camera files pass, decompression bombs do not
 
@@ -136,7 +136,7 @@ _SAVE_KEYS = ("exif", "icc_profile", "dpi", "transparency", "comment")
 
 def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None,
                info: dict | None = None, jpeg_quality: int = 95) -> Path:
-    """Write an image atomically (temporary file + rename), keeping EXIF, ICC profile and DPI.
+    """Write an image atomically (:func:`t2ue.files.atomic_write`), keeping EXIF, ICC profile and DPI.
 
     Refuses nothing itself: callers decide whether a path may be written. JPEGs are written at
     ``jpeg_quality`` with 4:4:4 chroma so as much of the perturbation as possible survives.
@@ -156,16 +156,8 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
         image = image.convert("P", palette=Image.Palette.ADAPTIVE)
     if "transparency" in params and image.mode not in ("P", "L", "RGB"):
         params.pop("transparency")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=fmt, **params)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a normal file respects the umask
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        image.save(handle, format=fmt, **params)
     return path
 
 
@@ -177,10 +169,6 @@ def noise_levels(delta: np.ndarray, bound: float) -> np.ndarray:
     return np.clip(np.rint((np.asarray(delta, dtype=np.float32) / bound + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def psnr(original: Image.Image, protected: Image.Image) -> float:

@@ -24,6 +24,7 @@ from torch import nn
 
 from .budget import project_linf
 from .clusters import ClusterNoise
+from .files import write_text
 from .generators import NoiseGenerator, load_generator
 from .surrogates import Surrogate, load_surrogate
 
@@ -115,7 +116,7 @@ class NoiseModel(nn.Module):
             "text_encoder": spec,
             **self.metadata,
         }
-        (path / NOISE_MODEL_CONFIG).write_text(json.dumps(config, indent=2))
+        write_text(path / NOISE_MODEL_CONFIG, json.dumps(config, indent=2))
         return path
 
     @classmethod

@@ -21,6 +21,7 @@ import numpy as np
 from .budget import parse_epsilon
 from .defenses import DEFENSES, parse_defense
 from .evaluation import RUN_FORMAT
+from .files import atomic_write, write_text
 from .metrics import headline
 
 RETRIEVAL = [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)]
@@ -277,7 +278,8 @@ def plot_defenses(table: Table, out_dir: Path) -> Path | None:
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
     path = out_dir / f"{table.slug}-defenses.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -324,8 +326,7 @@ def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
         rows.append(row)
     fields = list(dict.fromkeys(k for row in rows for k in row))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, "w") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -337,7 +338,8 @@ def _save(fig, ax, path: Path) -> Path:
 
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
     return path
 
@@ -412,6 +414,6 @@ def write_report(folder: str | os.PathLike, out_dir: str | os.PathLike, plots: b
             for png in plot_table(table, out):
                 sections.append(f"![{png.stem}]({png.name})")
                 written[png.stem] = png
-    (out / "tables.md").write_text("\n\n".join(sections) + "\n")
+    write_text(out / "tables.md", "\n\n".join(sections) + "\n")
     written["markdown"] = out / "tables.md"
     return written

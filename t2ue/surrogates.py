@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .files import atomic_path, write_text
+
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 PARTIAL_WEIGHTS = "open_clip_model.safetensors"
 # Names a Hugging Face text tower may be given by in a config, mapped to a folder available offline.
@@ -303,8 +305,9 @@ def save_open_clip_folder(model: nn.Module, model_cfg: dict, path: str | os.Path
     config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}
     if trained_parts_only:
         config["t2ue"] = {"weights": "trained-parts-only"}
-    save_file(state, str(path / PARTIAL_WEIGHTS))
-    (path / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
+    with atomic_path(path / PARTIAL_WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    write_text(path / OPEN_CLIP_CONFIG, json.dumps(config, indent=2))
     if card:
-        (path / "README.md").write_text(card)
+        write_text(path / "README.md", card)
     return path

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import ImageTextSet, PairDataset
+from .files import write_text
 from .generators import NoiseGenerator
 from .losses import clip_loss
 from .noise_model import NoiseModel
@@ -150,7 +151,7 @@ def _save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int) -> N
     path = output_dir / "checkpoints" / f"step_{step}"
     accelerator.save_state(str(path), safe_serialization=True)
     if accelerator.is_main_process:
-        (path / "t2ue_step.json").write_text(json.dumps({"step": step}))
+        write_text(path / "t2ue_step.json", json.dumps({"step": step}))
 
 
 def heldout_loss(noise_model: NoiseModel, data: ImageTextSet, *, batch_size: int = 256, seed: int = 0,
