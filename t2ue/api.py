@@ -58,7 +58,8 @@ def load_noise_model(model: str | os.PathLike | NoiseModel = "default") -> Noise
 def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | None = 224,
                     model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
                     epsilon: float | str | None = None, n_clusters: int = 8,
-                    clusters: str | os.PathLike | ClusterNoise | None = None) -> torch.Tensor:
+                    clusters: str | os.PathLike | ClusterNoise | None = None,
+                    separate: str | float | None = None) -> torch.Tensor:
     """Protective noise for each description: float32 (N, 3, H, W), every value within +-epsilon.
 
     ``size`` is the output size (``None`` keeps the model's resolution); ``epsilon`` rescales the
@@ -68,6 +69,8 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
     descriptions are grouped into ``n_clusters`` by K-means and each group shares one perturbation;
     clusters fitted before are reused: ``clusters`` — a folder or :class:`~t2ue.clusters.ClusterNoise`
     from :func:`~t2ue.clusters.fit_cluster_noise` — or else those saved with the noise model).
+    ``separate`` (``"sign"`` or a gain), when clusters are fitted here, spreads the differences between the
+    groups' perturbations over the budget (:func:`~t2ue.clusters.separate_patterns`).
     """
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
@@ -75,10 +78,12 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
     if any(not t.strip() for t in texts):
         raise ValueError("descriptions must not be empty")
     noise_model = load_noise_model(model)
+    if separate not in (None, "none") and (mode != "cluster" or clusters is not None or noise_model.clusters is not None):
+        raise ValueError("separate is chosen when clusters are fitted: mode='cluster' without clusters fitted before")
     if mode == "cluster":
         clusters = noise_model.clusters if clusters is None else clusters
         if clusters is None:
-            clusters, owners = fit_and_assign(noise_model, texts, n_clusters, seed=seed)
+            clusters, owners = fit_and_assign(noise_model, texts, n_clusters, seed=seed, separate=separate)
             noise = clusters.patterns[owners]
         else:
             if not isinstance(clusters, ClusterNoise):

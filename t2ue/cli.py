@@ -67,14 +67,20 @@ def noise(
     typer.echo(f"{output}  shape {tuple(delta.shape)}  max |noise| {float(delta.abs().max()) * 255:.2f}/255")
 
 
-def _cluster_noise(noise_model, descriptions: list[str], k: int, folder: Path, seed: int):
+SEPARATE_HELP = ("When clusters are fitted: sign (take out what the groups' perturbations share, the differences at "
+                 "±ε) or a gain (differences scaled, then clipped to the budget); none leaves them as made.")
+
+
+def _cluster_noise(noise_model, descriptions: list[str], k: int, folder: Path, seed: int, separate: str):
     """Clusters from ``folder`` when it holds them; else fitted on ``descriptions`` and saved there."""
     from .clusters import CLUSTER_CONFIG, ClusterNoise, fit_cluster_noise
 
     if (folder / CLUSTER_CONFIG).is_file():
+        if separate != "none":
+            raise ValueError(f"--separate is chosen when clusters are fitted; {folder} holds clusters fitted before")
         typer.echo(f"reusing the clusters in {folder}")
         return ClusterNoise.from_pretrained(folder)
-    fitted = fit_cluster_noise(noise_model, descriptions, k, seed=seed)
+    fitted = fit_cluster_noise(noise_model, descriptions, k, seed=seed, separate=separate)
     fitted.save_pretrained(folder)
     typer.echo(f"{k} clusters fitted on {len(descriptions)} descriptions, saved to {folder} (reuse with --cluster-dir)")
     return fitted
@@ -88,6 +94,7 @@ def fit_clusters(
     model: str = typer.Option("default", help="Noise model to start from: " + MODEL_NAMES + " or a folder."),
     clusters: int = typer.Option(8, "-k", "--clusters", help="How many clusters."),
     seed: int = typer.Option(0),
+    separate: str = typer.Option("none", help=SEPARATE_HELP),
 ) -> None:
     """Fit label-agnostic clusters on descriptions and save them with a copy of the noise model, so
     `t2ue protect --model OUTPUT --mode cluster` protects later photos with the same clusters."""
@@ -100,7 +107,7 @@ def fit_clusters(
             raise ValueError(f"{output}: exists and is not empty; choose a new folder")
         descriptions = _read_descriptions(captions)
         base = load_noise_model(model)
-        fitted, owners = fit_and_assign(base, descriptions, clusters, seed=seed)
+        fitted, owners = fit_and_assign(base, descriptions, clusters, seed=seed, separate=separate)
     except (ValueError, FileNotFoundError, OSError) as err:
         _err(str(err))
         raise typer.Exit(2) from err
@@ -158,6 +165,7 @@ def protect(
     cluster_dir: Path = typer.Option(None, help="--mode cluster: reuse the clusters in this folder if it exists, "
                                      "else fit them and save them there (default: those saved with the noise "
                                      "model, else fitted and saved in OUTPUT_DIR/clusters)."),
+    separate: str = typer.Option("none", help="--mode cluster: " + SEPARATE_HELP),
 ) -> None:
     """Protect photos on this machine; each copy keeps its name, size, format and orientation."""
     from .api import load_noise_model, protect_file
@@ -171,12 +179,17 @@ def protect(
         by_name = _read_captions(captions) if captions else {}
         noise_model = load_noise_model(model)
         fitted = None
+        if separate != "none" and mode != "cluster":
+            raise ValueError("--separate goes with --mode cluster")
         if mode == "cluster" and cluster_dir is None and noise_model.clusters is not None:
+            if separate != "none":
+                raise ValueError("--separate is chosen when clusters are fitted; this noise model brings its own")
             fitted = noise_model.clusters
             typer.echo(f"using the {fitted.k} clusters saved with the noise model")
         elif mode == "cluster":
             descriptions = [text] if text is not None else [c for p in photos if (c := by_name.get(p.name))]
-            fitted = _cluster_noise(noise_model, descriptions, clusters, cluster_dir or output_dir / "clusters", seed)
+            fitted = _cluster_noise(noise_model, descriptions, clusters, cluster_dir or output_dir / "clusters", seed,
+                                    separate)
     except (ValueError, FileNotFoundError, OSError) as err:
         _err(str(err))
         raise typer.Exit(2) from err

@@ -110,21 +110,33 @@ def _generator_patterns(model: NoiseModel, centres: torch.Tensor, seed: int) -> 
     return project_linf(model.generator(centres.to(z.device), z).float(), model.epsilon).cpu()
 
 
-def separate_patterns(patterns: torch.Tensor, epsilon: float, gain: float | None = None) -> torch.Tensor:
+def separate_patterns(patterns: torch.Tensor, epsilon: float, how: str | float = "sign") -> torch.Tensor:
     """Patterns with the component every cluster shares taken out and the rest spread over the budget.
 
     What all clusters have in common tells no cluster from another, yet spends budget; without it the
-    differences between clusters, the shortcut a victim learns, can be scaled up: by ``gain`` and then
-    projected onto the budget, or with ``gain=None`` saturated at ±epsilon (their sign).
+    differences between clusters, the shortcut a victim learns, can be scaled up: ``how="sign"``
+    saturates them at ±epsilon, a number (a gain, also as text) scales them and projects onto the budget.
     """
+    gain = _separation_gain(how)
     if len(patterns) < 2:
         raise ValueError("separating patterns needs at least two clusters")
     distinct = patterns - patterns.mean(dim=0, keepdim=True)
     if gain is None:
         return epsilon * torch.sign(distinct)
-    if gain <= 0:
-        raise ValueError(f"gain must be positive, got {gain}")
     return project_linf(distinct * gain, epsilon)
+
+
+def _separation_gain(how: str | float) -> float | None:
+    """The gain ``how`` asks for, None for ``sign``; a clear error for anything else."""
+    if how == "sign":
+        return None
+    try:
+        gain = float(how)
+    except (TypeError, ValueError):
+        gain = float("nan")
+    if not gain > 0:
+        raise ValueError(f"separate takes none, sign or a gain > 0, got {how!r}")
+    return gain
 
 
 def uc_patterns(model: NoiseModel, centres: torch.Tensor, images: torch.Tensor, image_clusters: np.ndarray, *,
@@ -152,15 +164,22 @@ def uc_patterns(model: NoiseModel, centres: torch.Tensor, images: torch.Tensor, 
 
 def fit_and_assign(model: NoiseModel, texts: list[str], k: int, *, seed: int = 0, maker: str = "generator",
                    reference_images: torch.Tensor | None = None, reference_texts: list[str] | None = None,
-                   steps: int = 200, lr: float = 0.05, batch_size: int = 64) -> tuple[ClusterNoise, torch.Tensor]:
+                   steps: int = 200, lr: float = 0.05, batch_size: int = 64, separate: str | float | None = None,
+                   ) -> tuple[ClusterNoise, torch.Tensor]:
     """Cluster ``texts``, make one perturbation per cluster (see the module docstring for ``maker``) and
     return the clusters with each text's cluster, its description embedded once.
+
+    ``separate`` (``"sign"`` or a gain; ``None`` or ``"none"``: off) passes the perturbations through
+    :func:`separate_patterns`, which takes out what they share and spreads their differences over the budget.
 
     ``uc`` needs reference images in [0, 1] with their descriptions: public pictures, never the
     user's, are placed in clusters by their descriptions and the perturbations are fitted on them.
     """
     if maker not in MAKERS:
         raise ValueError(f"maker must be one of {MAKERS}, got {maker!r}")
+    separated = separate not in (None, "none")
+    if separated:
+        _separation_gain(separate)  # a bad value fails before any work
     embeddings = embed_texts(model, texts)
     centres, _ = kmeans(embeddings, k, seed)
     if maker == "generator":
@@ -171,9 +190,11 @@ def fit_and_assign(model: NoiseModel, texts: list[str], k: int, *, seed: int = 0
         owners = nearest_centre(centres, embed_texts(model, reference_texts))
         patterns = uc_patterns(model, centres, reference_images.float(), owners.numpy(), steps=steps, lr=lr,
                                batch_size=batch_size, seed=seed)
+    if separated:
+        patterns = separate_patterns(patterns, model.epsilon, separate)
     fitted = ClusterNoise(centres, patterns, model.epsilon,
                           {"maker": maker, "seed": seed, "fitted_on": len(texts),
-                           "text_encoder": str(model.surrogate.source)})
+                           "text_encoder": str(model.surrogate.source), **({"separate": str(separate)} if separated else {})})
     return fitted, nearest_centre(centres, embeddings)
 
 

@@ -292,7 +292,7 @@ class T2UEClusterNoise(ProtectionMethod):
     at every K, so members of one coarse group share a component whatever finer group they are in (a
     shortcut at each granularity, each at a share of the budget).
 
-    ``separate=G`` (a gain) or ``separate=sign`` takes out what all clusters' perturbations share and
+    ``separate=sign`` or ``separate=G`` (a gain) takes out what all clusters' perturbations share and
     spreads the differences over the budget (:func:`t2ue.clusters.separate_patterns`)."""
 
     name = "t2ue-cluster"
@@ -303,15 +303,6 @@ class T2UEClusterNoise(ProtectionMethod):
         args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()) if k != "separate" or v != "none")
         return f"{self.name}:{args}"
 
-    def _gain(self) -> float | None:
-        value = self.params["separate"]
-        if value == "sign":
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"separate takes none, sign or a gain, got {value!r}") from None
-
     def fingerprint(self) -> str:
         separate = "" if self.params["separate"] == "none" else f":sep{self.params['separate']}"
         return (f"t2ue-cluster:{model_digest(self.params['model'])}:k{self.params['clusters']}:"
@@ -319,7 +310,7 @@ class T2UEClusterNoise(ProtectionMethod):
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         from .api import load_noise_model
-        from .clusters import fit_and_assign, separate_patterns
+        from .clusters import fit_and_assign
 
         levels = self.params["clusters"].split("+")
         if not all(k.isdigit() for k in levels) or len(set(levels)) != len(levels):
@@ -327,14 +318,12 @@ class T2UEClusterNoise(ProtectionMethod):
         model = load_noise_model(self.params["model"])
         started = time.perf_counter()
         reference = _reference_images(data) if self.params["maker"] == "uc" else (None, None)
-        separate = self.params["separate"] != "none"
-        gain = self._gain() if separate else None
         patterns, owners = [], []
         for k in levels:
             fitted, owner = fit_and_assign(model, list(data.captions), int(k), seed=seed, maker=self.params["maker"],
-                                           reference_images=reference[0], reference_texts=reference[1])
-            level = separate_patterns(fitted.patterns, fitted.epsilon, gain) if separate else fitted.patterns
-            patterns.append(level * (epsilon / fitted.epsilon))
+                                           reference_images=reference[0], reference_texts=reference[1],
+                                           separate=self.params["separate"])
+            patterns.append(fitted.patterns * (epsilon / fitted.epsilon))
             owners.append(owner.numpy().astype(np.int64))
         combos, index = np.unique(np.stack(owners, axis=1), axis=0, return_inverse=True)
         mixed = torch.stack([patterns[level][combos[:, level]] for level in range(len(levels))]).mean(dim=0)

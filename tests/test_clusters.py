@@ -162,7 +162,7 @@ def test_separated_patterns_keep_only_their_differences(tiny_noise_model_dir, ti
     signs = separate_patterns(patterns, eps)
     assert torch.allclose(signs.abs(), torch.full_like(signs, eps))  # saturated: every value at the budget's edge
     assert torch.equal(torch.sign(signs), torch.sign(patterns - patterns.mean(0)))  # the shared part is gone
-    doubled = separate_patterns(patterns, eps, gain=2.0)
+    doubled = separate_patterns(patterns, eps, "2")
     assert doubled.abs().max() <= eps + 1e-7
     inside = (2 * (patterns - patterns.mean(0))).abs() < eps  # where the projection did not clip
     assert torch.allclose(doubled[inside], 2 * (patterns - patterns.mean(0))[inside])
@@ -170,6 +170,9 @@ def test_separated_patterns_keep_only_their_differences(tiny_noise_model_dir, ti
     assert (signs[0] - signs[1]).norm() > gap and (doubled[0] - doubled[1]).norm() > gap  # clusters further apart
     with pytest.raises(ValueError, match="two clusters"):
         separate_patterns(patterns[:1], eps)
+    for bad in ("lots", 0, "-1"):
+        with pytest.raises(ValueError, match="sign or a gain"):
+            separate_patterns(patterns, eps, bad)
 
     images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
     data = ImageTextSet(images, tiny_pairs.captions)
@@ -181,6 +184,42 @@ def test_separated_patterns_keep_only_their_differences(tiny_noise_model_dir, ti
     assert np.abs(noise.levels).max() == 8 and np.abs(noise.levels.astype(float).mean(axis=0)).max() < 8
     with pytest.raises(ValueError, match="separate"):
         parse_method(f"t2ue-cluster:model={tiny_noise_model_dir},separate=lots").noise(data, eps, seed=0)
+
+
+def test_users_fit_separated_clusters_and_keep_them(tiny_noise_model_dir, tmp_path):
+    from PIL import Image
+    from skimage import data as skdata
+
+    model = load_noise_model(tiny_noise_model_dir)
+    plain = noise_from_text(TEXTS, size=None, model=model, mode="cluster", n_clusters=3)
+    signs = noise_from_text(TEXTS, size=None, model=model, mode="cluster", n_clusters=3, separate="sign")
+    groups = torch.unique(plain.reshape(9, -1), dim=0, return_inverse=True)[1]
+    assert torch.equal(torch.unique(signs.reshape(9, -1), dim=0, return_inverse=True)[1], groups)  # same groups
+    assert torch.allclose(signs.abs(), torch.full_like(signs, model.epsilon))
+    fitted = fit_cluster_noise(model, TEXTS, 3, separate="sign")
+    assert fitted.meta["separate"] == "sign" and "separate" not in fit_cluster_noise(model, TEXTS, 3).meta
+    with pytest.raises(ValueError, match="when clusters are fitted"):
+        noise_from_text(TEXTS, model=model, mode="cluster", clusters=fitted, separate="sign")
+    with pytest.raises(ValueError, match="when clusters are fitted"):
+        noise_from_text(TEXTS, model=model, mode="sample", separate="sign")
+
+    photo = tmp_path / "cat.png"
+    Image.fromarray(skdata.chelsea()).resize((40, 30)).save(photo)
+    runner = CliRunner()
+    args = ["protect", str(photo), "--text", TEXTS[0], "--model", str(tiny_noise_model_dir), "--mode", "cluster",
+            "--clusters", "2"]
+    bad = runner.invoke(app, [*args, "--separate", "lots", "-o", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "sign or a gain" in bad.output and not (tmp_path / "bad" / "cat.png").exists()
+    descriptions = tmp_path / "descriptions.txt"
+    descriptions.write_text("\n".join(TEXTS))
+    made = runner.invoke(app, ["fit-clusters", str(descriptions), "-k", "3", "--separate", "sign", "--model",
+                               str(tiny_noise_model_dir), "-o", str(tmp_path / "model")])
+    assert made.exit_code == 0, made.output
+    kept = load_noise_model(tmp_path / "model").clusters
+    assert kept.meta["separate"] == "sign" and torch.equal(kept.patterns, fitted.patterns)
+    reuse = runner.invoke(app, ["protect", str(photo), "--text", TEXTS[0], "--mode", "cluster", "--separate", "sign",
+                                "--model", str(tmp_path / "model"), "-o", str(tmp_path / "out")])
+    assert reuse.exit_code == 2 and "brings its own" in reuse.output
 
 
 def test_exploiter_views_change_labels_not_pixels():
