@@ -50,12 +50,13 @@ def committed_accuracy(runs: Path, method: str, protector: str, exploiter: str, 
     """Accuracy of the committed undefended 8/255 classifier run of this cell, if there is one."""
     spec = parse_method(method).spec()
     for path in sorted(runs.glob("fashion-mnist-*resnet18*.json")):
-        config = json.loads(path.read_text())["config"]
+        run = json.loads(path.read_text())
+        config = run["config"]
         if (config["method"] == spec and config.get("protector", "same") == protector
                 and config.get("exploiter", "same") == exploiter and config["seed"] == seed
                 and config.get("defense", "none") == "none" and config["epsilon"] == "8/255"
                 and config["train_limit"] == TRAIN and config["test_limit"] == TEST):
-            return json.loads(path.read_text())["metrics"]["accuracy"]
+            return run["metrics"]["accuracy"]
     return None
 
 

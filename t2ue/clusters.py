@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file, save_file
 
 from .budget import project_linf
-from .files import write_bytes, write_text
+from .files import atomic_path, write_text
 
 if TYPE_CHECKING:
     from .noise_model import NoiseModel
@@ -58,8 +58,8 @@ class ClusterNoise:
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write centres and perturbations (safetensors) and their config; each file atomically."""
         path = Path(path)
-        write_bytes(path / CLUSTER_WEIGHTS, save({"centres": self.centres.contiguous(),
-                                                  "patterns": self.patterns.contiguous()}))
+        with atomic_path(path / CLUSTER_WEIGHTS) as tmp:
+            save_file({"centres": self.centres.contiguous(), "patterns": self.patterns.contiguous()}, str(tmp))
         write_text(path / CLUSTER_CONFIG, json.dumps({"format": "t2ue-clusters/1", "k": self.k,
                                                       "epsilon": self.epsilon, **self.meta}, indent=2))
         return path

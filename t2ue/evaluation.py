@@ -115,7 +115,7 @@ def method_noise(method: ProtectionMethod, data: ImageTextSet, epsilon: float, s
     noise.log.setdefault("machine", _machine(noise.log.get("device", "cpu")))
     if use_cache and method.cacheable:
         savez(path, levels=noise.levels, index=noise.index, seconds=noise.seconds,
-                     gradient_steps=noise.gradient_steps, log=json.dumps(noise.log))
+              gradient_steps=noise.gradient_steps, log=json.dumps(noise.log))
     return noise, False
 
 

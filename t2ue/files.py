@@ -48,13 +48,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write a binary file atomically."""
-    with atomic_write(path) as handle:
-        handle.write(data)
-    return Path(path)
-
-
 def savez(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     """Write a compressed ``.npz`` atomically (the name is kept as given)."""
     with atomic_write(path) as handle:

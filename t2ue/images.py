@@ -169,8 +169,6 @@ def noise_levels(delta: np.ndarray, bound: float) -> np.ndarray:
     return np.clip(np.rint((np.asarray(delta, dtype=np.float32) / bound + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-
-
 def psnr(original: Image.Image, protected: Image.Image) -> float:
     """Peak signal-to-noise ratio in dB between two images of the same size (on RGB values)."""
     a = np.asarray(original.convert("RGB"), dtype=np.float64)
