@@ -127,6 +127,11 @@ class UniformNoise(ProtectionMethod):
     ``pattern=grating`` draws each pattern as a square-wave grating of +-eps instead (period 4-10 px, any
     angle, any phase): a shortcut that is the same wherever it is cropped, under brightness and contrast
     changes and, with ``luma=true``, under channel shuffle — every part of UEraser's augmentation.
+    ``pattern=chroma-grating`` puts the pattern in *where the colour is* instead: one grating per pattern
+    whose stripes alternate between colourful noise (every 2 x 2 cell a random +-eps colour whose
+    channels are not all equal) and no noise, so that channel shuffle, saturation, brightness and
+    contrast change the colours but not which stripes carry them — colour noise that survives channel
+    shuffle without turning grey.
     ``pattern=picture`` hides a whole drawing instead: each pattern is an openclipart picture (drawn
     without repeats while there are enough), mean-free per channel and scaled to +-eps — a "semantic"
     shortcut with edges and colour at every scale, transformed by any augmentation as the photo's own
@@ -150,12 +155,15 @@ class UniformNoise(ProtectionMethod):
         mode, luma, patch, dist, pattern, stretch = (self.params[k] for k in ("mode", "luma", "patch", "dist",
                                                                              "pattern", "stretch"))
         if (mode not in ("sample", "class") or luma not in ("true", "false") or not patch.isdigit()
-                or int(patch) < 1 or dist not in ("uniform", "sign") or pattern not in ("blocks", "grating", "picture")
+                or int(patch) < 1 or dist not in ("uniform", "sign")
+                or pattern not in ("blocks", "grating", "chroma-grating", "picture")
                 or (pattern != "blocks" and (patch != "1" or dist != "uniform"))
+                or (pattern == "chroma-grating" and luma == "true")
                 or stretch not in ("true", "false") or (stretch == "true" and pattern != "picture")):
             raise ValueError(f"random takes mode=sample|class, luma=true|false, patch=P (pixels, >= 1), "
-                             f"dist=uniform|sign and pattern=blocks|grating|picture (a grating or picture "
-                             f"takes no patch or dist; stretch=true is for pictures), "
+                             f"dist=uniform|sign and pattern=blocks|grating|chroma-grating|picture (a grating "
+                             f"or picture takes no patch or dist, a chroma-grating no luma; stretch=true is "
+                             f"for pictures), "
                              f"got {self.spec()!r}")
         if mode == "class":
             if data.labels is None:
@@ -168,6 +176,8 @@ class UniformNoise(ProtectionMethod):
         height, width = data.images.shape[1:3]
         if pattern == "grating":
             delta = epsilon * square_gratings(rng, count, height, width, planes)
+        elif pattern == "chroma-grating":
+            delta = epsilon * chroma_gratings(rng, count, height, width)
         elif pattern == "picture":
             from .data import load_openclipart
 
@@ -191,6 +201,18 @@ def square_gratings(rng: np.random.Generator, count: int, height: int, width: in
     y, x = np.mgrid[:height, :width].astype(np.float64)
     along = x[None, :, :, None] * np.cos(angle) + y[None, :, :, None] * np.sin(angle)
     return np.where(np.sin(2 * np.pi * along / period + phase) >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def chroma_gratings(rng: np.random.Generator, count: int, height: int, width: int, cell: int = 2) -> np.ndarray:
+    """``count`` RGB patterns in +-1 whose stripes (a square-wave grating, as :func:`square_gratings`)
+    alternate between random non-grey sign colours, one per ``cell`` x ``cell`` block, and zero. The six
+    non-grey sign colours are closed under channel permutation, so a shuffled pattern is the same kind
+    of pattern with the same stripes."""
+    stripes = square_gratings(rng, count, height, width, 1) > 0
+    colours = np.array([c for c in np.ndindex(2, 2, 2) if 0 < sum(c) < 3], dtype=np.float32) * 2 - 1
+    cells = rng.integers(len(colours), size=(count, -(-height // cell), -(-width // cell)))
+    coloured = colours[cells].repeat(cell, axis=1).repeat(cell, axis=2)[:, :height, :width]
+    return np.where(stripes, coloured, 0.0).astype(np.float32)
 
 
 def hidden_pictures(pictures: np.ndarray, rng: np.random.Generator, count: int, planes: int,

@@ -119,6 +119,29 @@ def test_random_grating_is_one_stripe_pattern_per_class(tiny_pairs):
         parse_method("random:pattern=grating,patch=4").noise(data, 8 / 255, 0)
 
 
+def test_random_chroma_grating_keeps_its_stripes_under_channel_shuffle(tiny_pairs):
+    """pattern=chroma-grating: one pattern per class whose stripes are colourful +-eps noise or none; a
+    channel shuffle leaves every pixel as colourful as it was and the stripes where they were."""
+    images = np.stack([np.asarray(Image.fromarray(im).resize((32, 32))) for im in tiny_pairs.images])
+    labels = np.arange(len(images)) % 3
+    data = ImageTextSet(images, tiny_pairs.captions, labels, ("cat", "rocket", "moon"))
+    noise = parse_method("random:mode=class,pattern=chroma-grating").noise(data, 8 / 255, seed=4)
+    levels = noise.levels.astype(np.int64)
+    assert levels.shape == (3, 32, 32, 3) and set(np.unique(levels).tolist()) == {-8, 0, 8}
+    assert (noise.index == labels).all() and not (levels[0] == levels[1]).all()
+    coloured = (levels != 0).any(axis=-1)
+    assert ((levels != 0).all(axis=-1) == coloured).all(), "a pixel is either untouched or fully at +-eps"
+    assert 0.3 < coloured.mean() < 0.7
+    spread = levels.max(axis=-1) - levels.min(axis=-1)
+    assert (spread[coloured] == 16).all(), "no coloured pixel is grey"
+    shuffled = levels[..., [2, 0, 1]]
+    assert ((shuffled.max(axis=-1) - shuffled.min(axis=-1)) == spread).all()
+    power = np.abs(np.fft.fft2(coloured[0] - coloured[0].mean())) ** 2
+    assert np.sort(power.ravel())[-2:].sum() / power.sum() > 0.15, "the stripes are one spatial frequency"
+    with pytest.raises(ValueError, match="chroma-grating no luma"):
+        parse_method("random:luma=true,mode=class,pattern=chroma-grating").noise(data, 8 / 255, 0)
+
+
 def test_hidden_pictures_are_the_drawings_themselves_at_the_budget(tiny_pairs):
     """pattern=picture's patterns: distinct real pictures, mean-free per channel, peak exactly +-1, and
     each one the picture itself up to an offset and a scale (correlation 1 with its source)."""
