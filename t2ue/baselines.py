@@ -5,6 +5,9 @@
   *lower* the loss of every image — until the source model's training error is near zero. Sample-wise
   (one δ per image) or class-wise (one δ per label); contrastive CLIP loss for image–text data,
   cross-entropy for classifiers.
+  ``against=ueraser`` (or ``strong-aug``) runs both minimisations under the exploiter's training-time
+  defense — the source model learns through it and the noise lowers the loss of the augmented copies
+  (the worst of ``copies`` for UEraser), an adaptive EM that knows the defense in advance.
 * ``salm``: the same min-min, but each image's perturbation lives only on its most salient pixels
   (largest loss gradient), a ``keep`` share of them, under the same L∞ budget: a sparse, local mask.
 * ``cuda``: convolution-based unlearnable data (Sadasivan et al., CVPR 2023): every class gets private
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageTextSet
+from .defenses import DefenseChain, parse_defense
 from .losses import clip_loss
 from .methods import Noise, ProtectionMethod, register_method, to_levels
 from .optim import cosine_with_warmup, update
@@ -46,10 +50,29 @@ def _source_model(loss: str, source: str, num_classes: int, device: torch.device
     return model, opt
 
 
-def _batch_loss(model, loss: str, pixels: torch.Tensor, captions: list[str], labels: torch.Tensor) -> torch.Tensor:
+def _batch_loss(model, loss: str, pixels: torch.Tensor, captions: list[str], labels: torch.Tensor,
+                against: DefenseChain | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The batch's mean loss, under the training-time defense ``against`` when one is given."""
     if loss == "ce":
-        return F.cross_entropy(model(pixels), labels)
-    return clip_loss(model.encode_images(pixels), model.encode_texts(captions), model.logit_scale.exp(), keys=captions)
+        def per_example(x):
+            return F.cross_entropy(model(x), labels, reduction="none")
+    else:
+        text = model.encode_texts(captions)
+
+        def per_example(x):
+            return clip_loss(model.encode_images(x), text, model.logit_scale.exp(), keys=captions, reduction="none")
+    return per_example(pixels).mean() if against is None else against.training_loss(per_example, pixels, generator)
+
+
+def training_defense(against: str, copies: int) -> DefenseChain | None:
+    """The exploiter's training-time defense an adaptive EM runs under (``none``: plain EM)."""
+    if against == "none":
+        return None
+    if against not in ("ueraser", "strong-aug"):
+        raise ValueError(f"em against= must be none, ueraser or strong-aug, got {against!r}")
+    if copies < 1:
+        raise ValueError(f"em copies= must be at least 1, got {copies}")
+    return parse_defense(f"ueraser:copies={copies}" if against == "ueraser" else against)
 
 
 @torch.no_grad()
@@ -74,11 +97,14 @@ def _training_error(model, loss: str, pixels_of, captions: list[str], labels: to
 def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str = "clip", mode: str = "sample",
                      source: str = "auto", train_steps: int = 10, attack_steps: int = 20,
                      max_rounds: int = 20, stop_error: float = 0.01, batch_size: int = 128, keep: float = 1.0,
+                     against: DefenseChain | None = None,
                      device: str = "auto") -> tuple[torch.Tensor, np.ndarray, dict]:
     """Min-min noise (U, 3, H, W) with each image's pattern index and a cost log; ``keep`` < 1 masks
-    every image's update to its most salient pixels (SALM)."""
+    every image's update to its most salient pixels (SALM); ``against`` runs both minimisations under
+    a training-time defense (fresh augmentations at every step)."""
     dev = pick_device(device)
     torch.manual_seed(seed)
+    augment = torch.Generator().manual_seed(seed + 0xA06)
     rng = np.random.default_rng(seed)
     n = len(data)
     if mode == "class" and data.labels is None:
@@ -110,8 +136,8 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
         for _ in range(train_steps):  # the outer min: the source model learns the protected data
             idx = rng.choice(n, bs, replace=False)
             update(model, opt, sched, _batch_loss(model, loss, protected(idx), [captions[i] for i in idx],
-                                                  labels[idx]))
-            model_grads += bs
+                                                  labels[idx], against, augment))
+            model_grads += bs * (1 if against is None else against.copies)
         model.eval()
         for batch in np.array_split(rng.permutation(n), max(1, n // bs)):  # the inner min: every image's noise
             rows = torch.as_tensor(batch, device=dev)
@@ -122,14 +148,15 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
             clean, chunk, mask = images[rows].float() / 255, [captions[i] for i in batch], None
             for step in range(attack_steps):
                 noise = delta[targets].clone().requires_grad_(True)
-                value = _batch_loss(model, loss, (clean + noise[inverse]).clamp(0, 1), chunk, labels[rows])
+                value = _batch_loss(model, loss, (clean + noise[inverse]).clamp(0, 1), chunk, labels[rows],
+                                    against, augment)
                 (grad,) = torch.autograd.grad(value, [noise])
                 if keep < 1 and step == 0:  # SALM: each image's most salient pixels, chosen once a round
                     mask = _salient_mask(grad, keep)
                     delta[targets] *= mask
                 direction = grad.sign() if mask is None else grad.sign() * mask
                 delta[targets] = (delta[targets] - alpha * direction).clamp(-epsilon, epsilon)
-                noise_grads += len(batch)
+                noise_grads += len(batch) * (1 if against is None else against.copies)
         model.train()
         error = _training_error(model, loss, protected, captions, labels, bs)
         if error < stop_error:
@@ -138,7 +165,8 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
                             captions, labels, bs)
     log = {"rounds": rounds, "final_training_error": round(error, 4), "clean_training_error": round(clean, 4),
            "seconds": time.perf_counter() - started,
-           "gradient_steps_per_image": (noise_grads + model_grads) / n, "device": str(dev)}
+           "gradient_steps_per_image": (noise_grads + model_grads) / n, "device": str(dev),
+           "against": "none" if against is None else against.spec()}
     return delta.cpu(), owner.cpu().numpy().astype(np.int64), log
 
 
@@ -157,7 +185,14 @@ class ErrorMinimising(ProtectionMethod):
     name = "em"
     needs_photo = True
     defaults = {"loss": "clip", "mode": "sample", "source": "auto", "attack_steps": "20",
-                "train_steps": "10", "max_rounds": "20", "stop_error": "0.01"}
+                "train_steps": "10", "max_rounds": "20", "stop_error": "0.01", "against": "none", "copies": "2"}
+
+    def spec(self) -> str:
+        """Canonical spec; ``against`` and ``copies`` are left out while EM is plain, so runs made
+        before adaptive EM existed keep their names."""
+        shown = {k: v for k, v in self.params.items()
+                 if self.params["against"] != "none" or k not in ("against", "copies")}
+        return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
     keep = 1.0
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
@@ -165,7 +200,7 @@ class ErrorMinimising(ProtectionMethod):
         delta, index, log = error_minimising(
             data, epsilon, seed, loss=p["loss"], mode=p["mode"], source=p["source"], train_steps=int(p["train_steps"]),
             attack_steps=int(p["attack_steps"]), max_rounds=int(p["max_rounds"]), stop_error=float(p["stop_error"]),
-            keep=self.keep)
+            keep=self.keep, against=training_defense(p["against"], int(p["copies"])))
         return Noise(to_levels(delta.permute(0, 2, 3, 1).numpy()), index, seconds=log["seconds"],
                      gradient_steps=int(round(log["gradient_steps_per_image"] * len(data))), log=log)
 

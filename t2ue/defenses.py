@@ -208,6 +208,11 @@ class DefenseChain:
     def trains(self) -> bool:
         return any(p.trains for p in self.parts)
 
+    @property
+    def copies(self) -> int:
+        """How many augmented copies of each example the training loss takes the worst of."""
+        return max([p.copies for p in self.parts] + [1])
+
     def purify_images(self, images: np.ndarray, seed: int, *, test: bool = False) -> np.ndarray:
         """Purified uint8 images (N, H, W, 3), the input left untouched; ``test``: only the
         purifications the exploiter's pipeline also applies to test pictures."""
@@ -221,9 +226,8 @@ class DefenseChain:
     def training_loss(self, loss_fn: LossFn, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The batch loss under the training-time defenses: each copy augmented (and attacked), the
         per-example maximum over copies, then the mean."""
-        copies = max([p.copies for p in self.parts] + [1])
         losses = []
-        for _ in range(copies):
+        for _ in range(self.copies):
             x = pixels
             for part in self.parts:
                 x = part.augment(x, generator)

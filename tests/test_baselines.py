@@ -7,7 +7,7 @@ import torch
 from t2ue.baselines import cuda_filters, error_minimising
 from t2ue.data import load_dataset
 from t2ue.evaluation import protect_split
-from t2ue.methods import parse_method
+from t2ue.methods import parse_method, to_levels
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,23 @@ def test_sample_wise_em_with_the_contrastive_loss(tiny_pairs):
     assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().sum() > 0
     with pytest.raises(ValueError, match="needs labels"):
         error_minimising(tiny_pairs, 8 / 255, 0, mode="class")
+
+
+def test_adaptive_em_runs_both_minimisations_under_the_defense(garments):
+    """against=ueraser: the source model and the noise both take the worst of two UEraser copies (twice
+    the gradient evaluations of plain EM), the budget holds, and plain EM keeps its committed spec."""
+    kwargs = dict(loss="ce", mode="class", train_steps=2, attack_steps=2, max_rounds=1, stop_error=0)
+    plain_delta, _, plain = error_minimising(garments, 8 / 255, 0, **kwargs)
+    method = parse_method("em:against=ueraser,loss=ce,mode=class,train_steps=2,attack_steps=2,max_rounds=1,stop_error=0")
+    noise = method.noise(garments, 8 / 255, 0)
+    assert noise.log["against"] == "ueraser:copies=2" and plain["against"] == "none"
+    assert noise.log["gradient_steps_per_image"] == pytest.approx(2 * plain["gradient_steps_per_image"])
+    assert np.abs(noise.levels).max() <= 8
+    assert not np.array_equal(noise.levels, to_levels(plain_delta.permute(0, 2, 3, 1).numpy()))
+    assert parse_method("em:attack_steps=10,max_rounds=8").spec() == (
+        "em:attack_steps=10,loss=clip,max_rounds=8,mode=sample,source=auto,stop_error=0.01,train_steps=10")
+    with pytest.raises(ValueError, match="against= must be none, ueraser or strong-aug"):
+        parse_method("em:against=jpeg").noise(garments, 8 / 255, 0)
 
 
 def test_salm_perturbs_only_the_salient_share(tiny_pairs):
