@@ -23,11 +23,12 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
 # training-time augmentations in its expectation (robust-augment), and one trained against the worst of two
 # UEraser-augmented copies (robust-ueraser), one against the worst of two channel orders (robust-shuffle),
 # and robust-ueraser's recipe against a surrogate itself trained under UEraser (robust-ueraser-surrogate;
-# that surrogate travels in its folder) — research variants.
+# that surrogate travels in its folder), and the robust recipe with colour-depth reduction in its
+# expectation (robust-depth) — research variants.
 BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", "robust", "robust-strong",
                                                                         "robust-luma", "robust-augment",
                                                                         "robust-ueraser", "robust-shuffle",
-                                                                        "robust-ueraser-surrogate")}
+                                                                        "robust-ueraser-surrogate", "robust-depth")}
 
 __all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR",
            "BUNDLED_MODELS"]

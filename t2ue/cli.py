@@ -16,7 +16,8 @@ MODEL_NAMES = ("'default', 'robust' (survives recompression), 'robust-strong' (a
                "and JPEG 10), 'robust-luma' (research: grey noise), 'robust-augment' (research: trained against UEraser's "
                "augmentations), 'robust-ueraser' (research: trained against UEraser's worst copy), "
                "'robust-shuffle' (research: trained against channel shuffle), 'robust-ueraser-surrogate' (research: "
-               "against UEraser's worst copy, with a surrogate trained under UEraser)")
+               "against UEraser's worst copy, with a surrogate trained under UEraser), 'robust-depth' (research: also trained "
+               "against 3-5-bit colour depth)")
 MODEL_HELP = f"Noise model: {MODEL_NAMES} or a folder."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -243,7 +244,8 @@ def train(
                             "blur sigma <= 1.5), 'strong' (adds grayscale; JPEG down to quality 10, thumbnails to "
                             "25 %, sigma <= 2), 'augment' (standard plus UEraser's crop, plasma, colour jitter and "
                             "channel shuffle, one per step), 'ueraser' (UEraser's composed augmentation, worst of "
-                            "two copies per pair) or 'shuffle' (channel shuffle alone, worst of two orders)."),
+                            "two copies per pair), 'shuffle' (channel shuffle alone, worst of two orders) or 'depth' "
+                            "(standard plus colour depth reduced to 3-5 bits)."),
     luma: bool = typer.Option(False, help="One noise plane shared by R, G and B (t2ue-gan): survives grayscale "
                               "conversion exactly and sits in JPEG's full-resolution luma channel."),
 ) -> None:

@@ -181,13 +181,14 @@ def ueraser_augment(x: torch.Tensor, generator: torch.Generator, skip: tuple[str
 @dataclass(frozen=True)
 class EOT:
     """The distribution a robust generator trains under: one kind drawn uniformly per step, then its
-    strength uniformly from its range (JPEG quality, thumbnail scale, blur σ). With ``copies`` > 1 the
+    strength uniformly from its range (JPEG quality, thumbnail scale, blur σ, bits). With ``copies`` > 1 the
     loss of each pair is the worst over that many independent draws (min-max, as UEraser-Max trains)."""
 
     kinds: tuple[str, ...] = ("identity", "jpeg", "rescale", "blur")
     jpeg_quality: tuple[float, float] = (30, 95)
     rescale: tuple[float, float] = (0.5, 1.0)
     blur_sigma: tuple[float, float] = (0.5, 1.5)
+    bits: tuple[float, float] = (3, 5)
     copies: int = 1
 
 
@@ -200,6 +201,9 @@ EOT_PRESETS = {
     "strong": EOT(kinds=("identity", "jpeg", "rescale", "blur", "grayscale"), jpeg_quality=(10, 95),
                   rescale=(0.25, 1.0), blur_sigma=(0.5, 2.0)),
     "augment": EOT(kinds=("identity", "jpeg", "rescale", "blur", "crop", "plasma", "jitter", "shuffle")),
+    # "depth": the standard recipe plus colour-depth reduction to 3-5 bits (straight-through), the one
+    # purification that lifts the default model above half of clean on one seed of the Fashion-MNIST CLIP.
+    "depth": EOT(kinds=("identity", "jpeg", "rescale", "blur", "bits")),
     # "ueraser": UEraser's whole composed augmentation at every step, worst of two copies per pair — the
     # exploiter's own training recipe (defense ueraser:copies=2) turned against the noise.
     "ueraser": EOT(kinds=("ueraser",), copies=2),
@@ -226,6 +230,8 @@ def random_transformation(x: torch.Tensor, generator: torch.Generator, eot: EOT 
         return gaussian_blur(x, pick(eot.blur_sigma))
     if kind == "grayscale":
         return grayscale(x)
+    if kind == "bits":
+        return bit_depth(x, round(pick(eot.bits)))
     augmentations = {**UERASER_PARTS, "ueraser": ueraser_augment}
     if kind in augmentations:
         return augmentations[kind](x, generator)

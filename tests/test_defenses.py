@@ -170,6 +170,7 @@ def test_bundled_robust_model_loads_by_name():
     assert load_noise_model("robust-augment").metadata["training"]["eot"] == "augment"
     assert load_noise_model("robust-ueraser").metadata["training"]["eot"] == "ueraser"
     assert load_noise_model("robust-shuffle").metadata["training"]["eot"] == "shuffle"
+    assert load_noise_model("robust-depth").metadata["training"]["eot"] == "depth"
     hardened = load_noise_model("robust-ueraser-surrogate")  # its own surrogate, trained under UEraser, with it
     assert hardened.metadata["training"]["eot"] == "ueraser" and hardened.surrogate_spec is None
     assert "ueraser augmentation" in (BUNDLED_MODELS["robust-ueraser-surrogate"] / "surrogate" / "README.md").read_text()
@@ -262,6 +263,28 @@ def test_augment_eot_draws_uerasers_augmentations():
         assert torch.equal(out, fn(x, replay)) and not torch.equal(out, x)
         seen.add(kind)
     assert seen == {"crop", "plasma", "jitter", "shuffle"}
+
+
+def test_depth_eot_quantises_as_the_defense_does_with_a_straight_through_gradient():
+    """"depth" keeps the standard kinds and adds colour-depth reduction to 3-5 bits: the bit-depth
+    defense's own quantisation, through which the generator still receives a gradient."""
+    depth = T.EOT_PRESETS["depth"]
+    assert set(T.EOT_PRESETS["standard"].kinds) < set(depth.kinds) and "bits" in depth.kinds
+    x = torch.rand(2, 3, 16, 16)
+    seen = set()
+    for seed in range(80):
+        d0, d1 = torch.rand(2, generator=torch.Generator().manual_seed(seed)).tolist()
+        if depth.kinds[int(d0 * len(depth.kinds))] != "bits":
+            continue
+        bits = round(3 + 2 * d1)
+        pixels = x.clone().requires_grad_(True)
+        out = T.random_transformation(pixels, torch.Generator().manual_seed(seed), depth)
+        expected = parse_defense(f"bit-depth:bits={bits}").parts[0].purify(x, torch.Generator())
+        assert torch.equal(out.detach(), expected) and len(torch.unique(out.detach())) <= 2**bits
+        (grad,) = torch.autograd.grad(out.sum(), [pixels])
+        assert torch.equal(grad, torch.ones_like(x))
+        seen.add(bits)
+    assert seen == {3, 4, 5}
 
 
 def test_ueraser_eot_is_the_defenses_own_augmentation_worst_of_two(minilm_surrogate_dir, tiny_pairs, tmp_path):
