@@ -28,10 +28,9 @@ import torch.nn.functional as F
 
 from .data import ImageTextSet
 from .defenses import DefenseChain, parse_defense
-from .losses import clip_loss
 from .methods import Noise, ProtectionMethod, register_method, to_levels
 from .optim import cosine_with_warmup, update
-from .victims import Classifier, ScratchCLIP, pick_device
+from .victims import Classifier, ScratchCLIP, classifier_losses, clip_losses, pick_device
 
 
 def _source_model(loss: str, source: str, num_classes: int, device: torch.device):
@@ -53,14 +52,7 @@ def _source_model(loss: str, source: str, num_classes: int, device: torch.device
 def _batch_loss(model, loss: str, pixels: torch.Tensor, captions: list[str], labels: torch.Tensor,
                 against: DefenseChain | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """The batch's mean loss, under the training-time defense ``against`` when one is given."""
-    if loss == "ce":
-        def per_example(x):
-            return F.cross_entropy(model(x), labels, reduction="none")
-    else:
-        text = model.encode_texts(captions)
-
-        def per_example(x):
-            return clip_loss(model.encode_images(x), text, model.logit_scale.exp(), keys=captions, reduction="none")
+    per_example = classifier_losses(model, labels) if loss == "ce" else clip_losses(model, captions)
     return per_example(pixels).mean() if against is None else against.training_loss(per_example, pixels, generator)
 
 
@@ -129,6 +121,7 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
         return (images[rows].float() / 255 + delta[owner[rows]]).clamp(0, 1)
 
     noise_grads = model_grads = rounds = 0
+    copies = 1 if against is None else against.copies  # gradient evaluations per example and step
     error = 1.0
     started = time.perf_counter()
     for _ in range(max_rounds):
@@ -137,7 +130,7 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
             idx = rng.choice(n, bs, replace=False)
             update(model, opt, sched, _batch_loss(model, loss, protected(idx), [captions[i] for i in idx],
                                                   labels[idx], against, augment))
-            model_grads += bs * (1 if against is None else against.copies)
+            model_grads += bs * copies
         model.eval()
         for batch in np.array_split(rng.permutation(n), max(1, n // bs)):  # the inner min: every image's noise
             rows = torch.as_tensor(batch, device=dev)
@@ -156,7 +149,7 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
                     delta[targets] *= mask
                 direction = grad.sign() if mask is None else grad.sign() * mask
                 delta[targets] = (delta[targets] - alpha * direction).clamp(-epsilon, epsilon)
-                noise_grads += len(batch) * (1 if against is None else against.copies)
+                noise_grads += len(batch) * copies
         model.train()
         error = _training_error(model, loss, protected, captions, labels, bs)
         if error < stop_error:

@@ -175,12 +175,12 @@ def _pixels(images: torch.Tensor, idx: np.ndarray, device: torch.device) -> torc
     return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def _classifier_loss(model: nn.Module, labels: torch.Tensor):
+def classifier_losses(model: nn.Module, labels: torch.Tensor):
     """Per-example cross-entropy of a batch's pixels against its labels."""
     return lambda pixels, frozen=False: F.cross_entropy(model(pixels), labels, reduction="none")
 
 
-def _clip_loss(model: nn.Module, captions: list[str]):
+def clip_losses(model: nn.Module, captions: list[str]):
     """Per-pair InfoNCE of a batch's pixels against its captions (text encoded once; ``frozen``: no
     gradient into the text tower, as an attack on the pixels needs)."""
     text = model.encode_texts(captions)
@@ -223,9 +223,9 @@ def train_victim(data: ImageTextSet, recipe: VictimRecipe, *, seed: int = 0, dev
             idx = order[i * bs : (i + 1) * bs]
             pixels = _pixels(images, idx, dev)
             if recipe.kind == "classifier":
-                loss_fn = _classifier_loss(model, labels[torch.as_tensor(idx, device=dev)])
+                loss_fn = classifier_losses(model, labels[torch.as_tensor(idx, device=dev)])
             else:
-                loss_fn = _clip_loss(model, [caption_sets[j][rng.integers(len(caption_sets[j]))] for j in idx])
+                loss_fn = clip_losses(model, [caption_sets[j][rng.integers(len(caption_sets[j]))] for j in idx])
             loss = loss_fn(pixels).mean() if defense is None else defense.training_loss(loss_fn, pixels, augment_rng)
             losses.append(update(model, opt, sched, loss))
             bar.update(1)

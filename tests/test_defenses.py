@@ -15,7 +15,7 @@ from t2ue.defenses import DEFENSES, parse_defense
 from t2ue.evaluation import EvalPlan, RunConfig, run_one
 from t2ue.report import load_results, tables, write_report
 from t2ue.training import TrainConfig, train_generator
-from t2ue.victims import Classifier, VictimRecipe, _classifier_loss
+from t2ue.victims import Classifier, VictimRecipe, classifier_losses
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_worst_of_copies_and_adversarial_training(photos):
 
     torch.manual_seed(0)
     model = Classifier("resnet18", 4).eval()
-    loss_fn = _classifier_loss(model, torch.arange(4))
+    loss_fn = classifier_losses(model, torch.arange(4))
     attack = parse_defense("pgd-at:steps=3").parts[0]
     adversarial = attack.attack(loss_fn, pixels, torch.Generator().manual_seed(0))
     assert (adversarial - pixels).abs().max() <= 8 / 255 + 1e-6
