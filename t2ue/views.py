@@ -17,14 +17,23 @@ COARSE_FASHION = {"top": (0, 2, 3, 4, 6), "trousers": (1,), "footwear": (5, 7, 9
 # K-means clusters of the protector's descriptions at K = 4 come out exactly so, which makes this view
 # the diagnostic for whether a coarse exploiter escapes because the groups differ or because the noise is weak.
 COARSE_FASHION_ALT = {"top": (0, 2, 4, 6), "trousers or dress": (1, 3), "footwear": (5, 7, 9), "bag": (8,)}
-COARSE_VIEWS = {"coarse-labels": COARSE_FASHION, "coarse-labels-alt": COARSE_FASHION_ALT}
+# A nested hierarchy through the alternative four, for how coarse an exploiter may go before protection
+# breaks: 10 -> 8 (light tops, warm tops) -> 5 (long garments) -> 4 (all tops) -> 2 (clothes, accessories).
+COARSE_FASHION_8 = {"T-shirt or shirt": (0, 6), "trouser": (1,), "pullover or coat": (2, 4), "dress": (3,),
+                    "sandal": (5,), "sneaker": (7,), "bag": (8,), "ankle boot": (9,)}
+COARSE_FASHION_5 = {"T-shirt or shirt": (0, 6), "pullover or coat": (2, 4), "trousers or dress": (1, 3),
+                    "footwear": (5, 7, 9), "bag": (8,)}
+COARSE_FASHION_2 = {"clothing": (0, 1, 2, 3, 4, 6), "shoes or bag": (5, 7, 8, 9)}
+COARSE_VIEWS = {"coarse-labels": COARSE_FASHION, "coarse-labels-alt": COARSE_FASHION_ALT,
+                "coarse-labels-8": COARSE_FASHION_8, "coarse-labels-5": COARSE_FASHION_5,
+                "coarse-labels-2": COARSE_FASHION_2}
 # The exploiter's own words for Fashion-MNIST: other names for the ten classes and other sentence frames,
 # drawn independently of the protector's, so a picture's noise can tell its class but not its caption.
 REWORDED_FASHION_CLASSES = ("tee shirt", "pair of pants", "jumper", "gown", "jacket", "flip-flop", "blouse",
                             "trainer", "handbag", "short boot")
 REWORDED_FASHION_TEMPLATES = ("an online shop listing for one {}", "{} for sale, plain background",
                               "someone is selling this {}", "close-up of my {}", "item: {}")
-VIEWS = ("same", "coarse-labels", "coarse-labels-alt", "reworded-captions", "title-captions")
+VIEWS = ("same", *COARSE_VIEWS, "reworded-captions", "title-captions")
 
 
 def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part: str, limit: int | None,
@@ -34,7 +43,8 @@ def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part:
         return data
     if name in COARSE_VIEWS:
         if data.name != "fashion-mnist":
-            raise ValueError(f"the {name} view is defined for fashion-mnist (10 classes -> 4 groups)")
+            raise ValueError(f"the {name} view is defined for fashion-mnist (10 classes -> "
+                             f"{len(COARSE_VIEWS[name])} groups)")
         group = np.zeros(10, dtype=np.int64)
         for g, members in enumerate(COARSE_VIEWS[name].values()):
             group[list(members)] = g

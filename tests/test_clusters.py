@@ -234,6 +234,11 @@ def test_exploiter_views_change_labels_not_pixels():
     assert list(coarse.labels) == [0, 1, 0, 0, 0, 2, 0, 2, 3, 2]
     alt = exploiter_view("coarse-labels-alt", data, "fashion-mnist", 4, "test", None)  # dresses beside trousers
     assert alt.class_names[1] == "trousers or dress" and list(alt.labels) == [0, 1, 0, 1, 0, 2, 0, 2, 3, 2]
+    nested = [exploiter_view(f"coarse-labels-{g}", data, "fashion-mnist", 4, "test", None).labels for g in (8, 5)]
+    nested += [alt.labels, exploiter_view("coarse-labels-2", data, "fashion-mnist", 4, "test", None).labels]
+    for fine, coarse in zip([np.arange(10), *nested], nested):  # each level merges groups of the one above
+        assert all(len(set(coarse[fine == g])) == 1 for g in set(fine)) and len(set(coarse)) < len(set(fine))
+    assert [len(set(labels)) for labels in nested] == [8, 5, 4, 2]
     assert exploiter_view("same", data, "fashion-mnist", 4, "test", None) is data
     reworded = exploiter_view("reworded-captions", data, "fashion-mnist", 4, "test", None)
     assert reworded.images is images and list(reworded.labels) == list(range(10))
