@@ -179,6 +179,7 @@ class ErrorMinimising(ProtectionMethod):
     needs_photo = True
     defaults = {"loss": "clip", "mode": "sample", "source": "auto", "attack_steps": "20",
                 "train_steps": "10", "max_rounds": "20", "stop_error": "0.01", "against": "none", "copies": "2"}
+    keep = 1.0  # share of each image's pixels the noise may touch (SALM lowers it)
 
     def spec(self) -> str:
         """Canonical spec; ``against`` and ``copies`` are left out while EM is plain, so runs made
@@ -186,7 +187,6 @@ class ErrorMinimising(ProtectionMethod):
         shown = {k: v for k, v in self.params.items()
                  if self.params["against"] != "none" or k not in ("against", "copies")}
         return f"{self.name}:" + ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
-    keep = 1.0
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         p = self.params
