@@ -42,11 +42,16 @@ def noise(
 ) -> None:
     """Make noise from a description alone (no photo needed) and write it to a file."""
     import numpy as np
+    from PIL import Image
 
     from .api import load_noise_model, noise_from_text
     from .files import atomic_write
     from .images import noise_levels, save_image
 
+    suffix = output.suffix.lower()
+    if suffix != ".npy" and Image.registered_extensions().get(suffix) not in ("PNG", "TIFF", "BMP", "WEBP"):
+        _err(f"{output}: write the noise as .npy (exact floats) or as a lossless image (.png, .tif, .bmp, .webp)")
+        raise typer.Exit(2)
     try:
         if mode == "cluster" and cluster_dir is None and load_noise_model(model).clusters is None:
             raise ValueError("--mode cluster for one description needs clusters fitted before: --cluster-dir, "
@@ -57,15 +62,13 @@ def noise(
         _err(str(err))
         raise typer.Exit(2) from err
     array = delta.permute(1, 2, 0).numpy()
-    if output.suffix.lower() == ".npy":
+    if suffix == ".npy":
         with atomic_write(output) as handle:
             np.save(handle, array)
     else:
-        from PIL import Image
-
         bound = float(np.abs(array).max()) or 1.0
         save_image(Image.fromarray(noise_levels(array, bound)), output)
-    typer.echo(f"{output}  shape {tuple(delta.shape)}  max |noise| {float(delta.abs().max()) * 255:.2f}/255")
+    typer.echo(f"{output}  shape {array.shape}  max |noise| {float(delta.abs().max()) * 255:.2f}/255")
 
 
 SEPARATE_HELP = ("When clusters are fitted: sign (take out what the groups' perturbations share, the differences at "
@@ -175,6 +178,9 @@ def protect(
     if (text is None) == (captions is None):
         _err("give exactly one of --text or --captions")
         raise typer.Exit(2)
+    if text is not None and not text.strip():
+        _err("--text is empty: the noise is made from the description, so give one")
+        raise typer.Exit(2)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         by_name = _read_captions(captions) if captions else {}
@@ -207,7 +213,7 @@ def protect(
                                  f"{target} this would overwrite; protect them into different --output-dir")
             written[photo.name] = photo
             description = text if text is not None else by_name.get(photo.name)
-            if not description:
+            if not description or not description.strip():
                 raise ImageError(f"{photo}: no caption for this file in {captions}")
             original, protected = protect_file(photo, target, description, model=noise_model, seed=seed, mode=mode,
                                                epsilon=epsilon, jpeg_quality=jpeg_quality, clusters=fitted)

@@ -40,6 +40,8 @@ class LoadedImage:
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Decode an image file fully, raising :class:`ImageError` with the file's name on any failure."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
     try:
         with Image.open(path) as im:
             im.load()

@@ -48,6 +48,20 @@ def test_cli_noise_writes_npy_and_png(tiny_noise_model_dir, tmp_path):
     assert array.shape == (40, 40, 3) and np.abs(array).max() <= 8 / 255 + 1e-7
     result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.png"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 0 and Image.open(tmp_path / "n.png").size == (224, 224)
+    result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.txt"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 2 and ".npy" in result.output and not (tmp_path / "n.txt").exists()
+
+
+def test_cli_protect_names_a_folder_and_an_empty_description(tiny_noise_model_dir, tmp_path):
+    Image.new("RGB", (8, 8), (90, 90, 90)).save(tmp_path / "x.png")
+    (tmp_path / "album").mkdir()
+    result = runner.invoke(app, ["protect", str(tmp_path / "album"), str(tmp_path / "x.png"), "--text", "a card",
+                                 "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "album: is a folder" in result.output
+    assert (tmp_path / "out" / "x.png").exists()  # the other photo still goes through
+    result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "--text", "  ", "-o", str(tmp_path / "o2"),
+                                 "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 2 and "empty" in result.output and not (tmp_path / "o2").exists()
 
 
 def test_cli_protect_end_to_end(tiny_noise_model_dir, tmp_path):
