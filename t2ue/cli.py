@@ -294,11 +294,13 @@ def demo(
     port: int = typer.Option(7860),
     model: str = typer.Option("default", help=MODEL_HELP),
     max_mb: float = typer.Option(25, help="Largest upload accepted in the local tab, in MB."),
+    zero_contact_only: bool = typer.Option(False, "--zero-contact-only", help="Serve the text-to-noise part "
+                                           "alone (page and /noise API): no tab that accepts photos."),
 ) -> None:
     """Launch the Gradio demo (zero-contact and local tabs), fully offline."""
     from .demo import launch
 
-    launch(model=model, host=host, port=port, max_mb=max_mb)
+    launch(model=model, host=host, port=port, max_mb=max_mb, local_tab=not zero_contact_only)
 
 
 def _split_list(text: str | None, kind=str) -> list | None:

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -97,8 +98,11 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
     return gallery, rows, outputs, report
 
 
-def build_app(model="default", max_mb: float = 25) -> gr.Blocks:
-    """The two-tab demo; ``model`` is a noise model folder or 'default'."""
+def build_app(model="default", max_mb: float = 25, local_tab: bool = True) -> gr.Blocks:
+    """The demo; ``model`` is a noise model folder or 'default'. The zero-contact tab's noise is also an
+    API endpoint, ``/noise`` (text in, the JSON of :func:`noise_payload` out), for apps that add the
+    noise on the user's device. ``local_tab=False`` leaves out the tab that accepts photo uploads, for a
+    server that should only ever receive text."""
     load_noise_model(model)  # load once at start-up, not on the first request
     with gr.Blocks(title="t2ue: protect your photos from AI training") as app:
         gr.Markdown("# t2ue: protect your photos from AI training\nNoise made from a *description* of your photo "
@@ -111,32 +115,46 @@ def build_app(model="default", max_mb: float = 25) -> gr.Blocks:
             payload = gr.Textbox(visible=False, elem_id="t2ue-zc-noise")
             gr.HTML(ZERO_CONTACT_HTML, js_on_load=ZERO_CONTACT_JS)
             make.click(lambda t: noise_payload(t, model), text, payload, concurrency_limit=4,
-                       show_progress="full").then(
-                None, payload, None, js="(n) => { window.t2ueZeroContact.t2ueSetNoise(n); }")
-        with gr.Tab("Local (this machine)", id="local"):
-            gr.Markdown("For an app you run on your own computer: photos are uploaded to *this* local server only.")
-            with gr.Row():
-                files = gr.File(file_count="multiple", file_types=["image"], label=f"Photos (up to {max_mb:g} MB each)",
-                                elem_id="t2ue-local-files")
-                with gr.Column():
-                    descriptions = gr.Textbox(lines=4, label="Descriptions: one line for all, or one per photo")
-                    preset = gr.Radio(list(EPSILON_PRESETS), value="8/255", label="Budget preset")
-                    epsilon = gr.Slider(1, 16, value=8, step=1, label="Budget ε (levels out of 255)")
-                    run = gr.Button("Protect", variant="primary")
-            preset.change(lambda p: EPSILON_PRESETS[p], preset, epsilon)
-            gallery = gr.Gallery(label="original · protected · amplified noise", columns=3, height="auto")
-            report = gr.Markdown(elem_id="t2ue-local-report")
-            table = gr.Dataframe(headers=["file", "PSNR (dB)", "SSIM", "status"], label="Quality")
-            downloads = gr.File(label="Download (each, or all as protected.zip)", file_count="multiple")
-            run.click(lambda f, d, e, progress=gr.Progress(): protect_uploads(f, d, e, model, max_mb, progress),
-                      [files, descriptions, epsilon], [gallery, table, downloads, report], concurrency_limit=2)
+                       show_progress="full", api_name="noise",
+                       api_description="Noise for one description: JSON with the budget and a PNG mapping "
+                                       "[0, 255] to [-eps, eps].").then(
+                None, payload, None, js="(n) => { window.t2ueZeroContact.t2ueSetNoise(n); }",
+                api_visibility="private")
+        if local_tab:
+            _local_tab(model, max_mb)
     app.queue(default_concurrency_limit=2, max_size=64)
     return app
 
 
-def launch(model="default", host: str = "127.0.0.1", port: int = 7860, max_mb: float = 25, share: bool = False):
+def _local_tab(model, max_mb: float) -> None:
+    """The tab for an app on the user's own machine: uploads, several photos, budget presets, downloads."""
+    with gr.Tab("Local (this machine)", id="local"):
+        gr.Markdown("For an app you run on your own computer: photos are uploaded to *this* local server only.")
+        with gr.Row():
+            files = gr.File(file_count="multiple", file_types=["image"], label=f"Photos (up to {max_mb:g} MB each)",
+                            elem_id="t2ue-local-files")
+            with gr.Column():
+                descriptions = gr.Textbox(lines=4, label="Descriptions: one line for all, or one per photo")
+                preset = gr.Radio(list(EPSILON_PRESETS), value="8/255", label="Budget preset")
+                epsilon = gr.Slider(1, 16, value=8, step=1, label="Budget ε (levels out of 255)")
+                run = gr.Button("Protect", variant="primary")
+        preset.change(lambda p: EPSILON_PRESETS[p], preset, epsilon, api_visibility="private")
+        gallery = gr.Gallery(label="original · protected · amplified noise", columns=3, height="auto")
+        report = gr.Markdown(elem_id="t2ue-local-report")
+        table = gr.Dataframe(headers=["file", "PSNR (dB)", "SSIM", "status"], label="Quality")
+        downloads = gr.File(label="Download (each, or all as protected.zip)", file_count="multiple")
+        run.click(lambda f, d, e, progress=gr.Progress(): protect_uploads(f, d, e, model, max_mb, progress),
+                  [files, descriptions, epsilon], [gallery, table, downloads, report], concurrency_limit=2,
+                  api_name="protect")
+
+
+def launch(model="default", host: str = "127.0.0.1", port: int = 7860, max_mb: float = 25, share: bool = False,
+           local_tab: bool = True):
     """Start the demo; binds to 127.0.0.1 unless ``host`` says otherwise."""
-    app = build_app(model, max_mb)
+    if local_tab and host not in ("127.0.0.1", "localhost", "::1"):
+        warnings.warn(f"serving on {host} with the local tab: anyone who can reach it may upload photos to this "
+                      "server; --zero-contact-only serves the text-to-noise part alone", stacklevel=2)
+    app = build_app(model, max_mb, local_tab)
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_mb:g}mb",
                show_error=True, footer_links=[])
     return app

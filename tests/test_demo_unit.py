@@ -52,3 +52,32 @@ def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path)
         protect_uploads(paths[:1], "  ", 8, model=tiny_noise_model_dir, progress=gr.Progress())
     with pytest.raises(gr.Error, match="descriptions"):
         protect_uploads(paths[:3], "one\ntwo", 8, model=tiny_noise_model_dir, progress=gr.Progress())
+
+
+def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
+    """A client fetches noise by name over HTTP; --zero-contact-only serves no endpoint that takes photos."""
+    import socket
+
+    from gradio_client import Client
+
+    import t2ue
+    from t2ue.demo import build_app
+
+    for local_tab, endpoints in ((False, {"/noise"}), (True, {"/noise", "/protect"})):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        app = build_app(tiny_noise_model_dir, local_tab=local_tab)
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == endpoints
+            assert ("File" in json.dumps(app.config["components"])) == local_tab  # no upload field when text-only
+            if not local_tab:
+                payload = json.loads(client.predict("a cat on a sofa", api_name="/noise"))
+                png = Image.open(io.BytesIO(base64.b64decode(payload["png"].split(",", 1)[1])))
+                decoded = (np.asarray(png, dtype=np.float32) / 127.5 - 1) * payload["epsilon"]
+                noise = t2ue.noise_from_text(["a cat on a sofa"], size=None, model=tiny_noise_model_dir)[0]
+                assert np.abs(decoded - noise.permute(1, 2, 0).numpy()).max() <= payload["epsilon"] / 127.5
+        finally:
+            app.close()
