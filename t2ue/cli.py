@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import typer
@@ -124,12 +122,10 @@ def fit_clusters(
 
 def _read_descriptions(path: Path) -> list[str]:
     """Descriptions from a captions CSV/JSONL ('caption' column) or a plain text file (one per line)."""
+    from .data import read_rows
+
     if path.suffix.lower() in (".csv", ".jsonl"):
-        if path.suffix.lower() == ".jsonl":
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        else:
-            with path.open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
+        rows = read_rows(path)
         if rows and "caption" not in rows[0]:
             raise ValueError(f"{path}: needs a 'caption' column")
         texts = [r["caption"] for r in rows]
@@ -143,11 +139,9 @@ def _read_descriptions(path: Path) -> list[str]:
 
 def _read_captions(path: Path) -> dict[str, str]:
     """Captions file: CSV with columns image,caption (or JSONL); keys are file names."""
-    if path.suffix.lower() == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+    from .data import read_rows
+
+    rows = read_rows(path)
     try:
         return {Path(r["image"]).name: r["caption"] for r in rows}
     except KeyError as err:

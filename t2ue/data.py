@@ -278,17 +278,31 @@ def load_openclipart(size: int = 64, caption_style: str = "full") -> ImageTextSe
                         {"size": size, "caption_style": caption_style, "files": [m["file"] for m in metas]})
 
 
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The records of a CSV (with a header) or JSONL file: what every captions file in t2ue is read with."""
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        with path.open(newline="") as handle:
+            return list(csv.DictReader(handle))
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {number} is not JSON ({err.msg})") from err
+            if not isinstance(rows[-1], dict):
+                raise ValueError(f"{path}: line {number} is not a JSON object")
+    return rows
+
+
 def load_pairs_file(path: str | os.PathLike) -> ImageTextSet:
     """A user set: CSV (header ``image,caption[,label]``) or JSONL (``{"image", "caption", "label"?}``).
 
     Image paths are relative to the file's folder unless absolute.
     """
     path = Path(path)
-    if path.suffix.lower() == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
+    rows = read_rows(path)
     if not rows or "image" not in rows[0] or "caption" not in rows[0]:
         raise ValueError(f"{path}: needs columns 'image' and 'caption'")
     images = [(path.parent / r["image"]) if not Path(r["image"]).is_absolute() else Path(r["image"]) for r in rows]

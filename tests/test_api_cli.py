@@ -144,3 +144,12 @@ def test_bundled_default_model_is_small_and_in_budget():
     assert (noise[0] - noise[1]).abs().mean() > 1 / 255  # the description changes the noise
     model = t2ue.load_noise_model()
     assert model.resolution == (64, 64) and model.surrogate.image_size == (64, 64)
+
+
+def test_cli_protect_names_the_bad_line_of_a_captions_file(tiny_noise_model_dir, tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text('{"image": "x.png", "caption": "a dark card"}\n{"image": "y.png", caption}\n')
+    result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "--captions", str(captions),
+                                 "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 2 and "captions.jsonl: line 2 is not JSON" in result.output
