@@ -316,7 +316,8 @@ def evaluate(
                                       "bit-depth, median, noise-rescale, strong-aug, ueraser, pgd-at; combine with +."),
     exploiter: list[str] = typer.Option(None, "--exploiter", help="Repeatable: same, coarse-labels (Fashion-MNIST "
                                         "10 -> 4 groups), coarse-labels-alt (the same with dresses beside trousers), "
-                                        "coarse-labels-8 / -5 / -2 (a nested hierarchy through -alt), "
+                                        "coarse-labels-8 / -5 / -2 (a nested hierarchy through -alt), coarse-labels-8-easy "
+                                        "(8 groups from pairs easy to tell apart), "
                                         "reworded-captions (Fashion-MNIST: other class names and "
                                         "templates), title-captions (openclipart): the labels or captions the victim "
                                         "trains on."),

@@ -24,9 +24,14 @@ COARSE_FASHION_8 = {"T-shirt or shirt": (0, 6), "trouser": (1,), "pullover or co
 COARSE_FASHION_5 = {"T-shirt or shirt": (0, 6), "pullover or coat": (2, 4), "trousers or dress": (1, 3),
                     "footwear": (5, 7, 9), "bag": (8,)}
 COARSE_FASHION_2 = {"clothing": (0, 1, 2, 3, 4, 6), "shoes or bag": (5, 7, 8, 9)}
+# The control for that curve: 8 groups too, but from merging pairs that are easy to tell apart, so that
+# every hard distinction of the 10 classes (shirt / T-shirt / pullover / coat, sandal / sneaker / boot) is
+# still there to learn: is it the number of groups that decides, or which distinctions remain?
+COARSE_FASHION_8_EASY = {"T-shirt": (0,), "trouser or bag": (1, 8), "pullover": (2,), "dress or sandal": (3, 5),
+                         "coat": (4,), "shirt": (6,), "sneaker": (7,), "ankle boot": (9,)}
 COARSE_VIEWS = {"coarse-labels": COARSE_FASHION, "coarse-labels-alt": COARSE_FASHION_ALT,
                 "coarse-labels-8": COARSE_FASHION_8, "coarse-labels-5": COARSE_FASHION_5,
-                "coarse-labels-2": COARSE_FASHION_2}
+                "coarse-labels-2": COARSE_FASHION_2, "coarse-labels-8-easy": COARSE_FASHION_8_EASY}
 # The exploiter's own words for Fashion-MNIST: other names for the ten classes and other sentence frames,
 # drawn independently of the protector's, so a picture's noise can tell its class but not its caption.
 REWORDED_FASHION_CLASSES = ("tee shirt", "pair of pants", "jumper", "gown", "jacket", "flip-flop", "blouse",

@@ -239,6 +239,8 @@ def test_exploiter_views_change_labels_not_pixels():
     for fine, coarse in zip([np.arange(10), *nested], nested):  # each level merges groups of the one above
         assert all(len(set(coarse[fine == g])) == 1 for g in set(fine)) and len(set(coarse)) < len(set(fine))
     assert [len(set(labels)) for labels in nested] == [8, 5, 4, 2]
+    easy = exploiter_view("coarse-labels-8-easy", data, "fashion-mnist", 4, "test", None).labels
+    assert len(set(easy)) == 8 and len(set(easy[[0, 2, 4, 6, 5, 7, 9]])) == 7  # tops and shoes still all apart
     assert exploiter_view("same", data, "fashion-mnist", 4, "test", None) is data
     reworded = exploiter_view("reworded-captions", data, "fashion-mnist", 4, "test", None)
     assert reworded.images is images and list(reworded.labels) == list(range(10))
