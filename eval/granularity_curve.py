@@ -73,7 +73,7 @@ def plot(rows: list[dict], controls: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     groups = [r["groups"] for r in rows]
     for label in METHODS.values():
         points = [(r["groups"], r["methods"][label]["ratio"]) for r in rows if label in r["methods"]]
@@ -84,11 +84,12 @@ def plot(rows: list[dict], controls: list[dict], path: Path) -> Path:
                 ax.plot(*zip(*extra), ls="none", marker="s", mfc="none", color=line.get_color())
     ax.plot(groups, [r["majority"] / r["clean"] for r in rows], "k:", label="one constant answer (majority)")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="half of clean (target)")
-    ax.set_xlabel("exploiter's number of groups (nested: 10 → 8 → 5 → 4 → 2; □: 8 from easy pairs)")
+    ax.plot([], [], ls="none", marker="s", mfc="none", color="grey", label="8 groups from easy pairs (control)")
+    ax.set_xlabel("exploiter's number of groups (nested: 10 → 8 → 5 → 4 → 2)")
     ax.set_ylabel("accuracy / clean accuracy")
     ax.set_xticks(groups)
     ax.set_ylim(0, 1.1)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("Fashion-MNIST, ResNet-18 exploiter, noise at 8/255")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
