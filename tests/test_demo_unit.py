@@ -18,15 +18,21 @@ def test_demo_sets_privacy_environment_itself():
     assert os.environ["HF_HUB_OFFLINE"] == "1"
 
 
-def test_noise_payload_decodes_to_the_noise(tiny_noise_model_dir):
+def _assert_payload_is_noise(payload: dict, text: str, model) -> None:
+    """The payload's PNG, mapped back to [-eps, eps], is the text's noise within the 8-bit transport."""
     import t2ue
+
+    png = Image.open(io.BytesIO(base64.b64decode(payload["png"].split(",", 1)[1])))
+    decoded = (np.asarray(png, dtype=np.float32) / 127.5 - 1) * payload["epsilon"]
+    noise = t2ue.noise_from_text([text], size=None, model=model)[0].permute(1, 2, 0).numpy()
+    assert np.abs(decoded - noise).max() <= payload["epsilon"] / 127.5  # half a level each way
+
+
+def test_noise_payload_decodes_to_the_noise(tiny_noise_model_dir):
     from t2ue.demo import noise_payload
 
     payload = json.loads(noise_payload("a cat on a sofa", model=tiny_noise_model_dir))
-    png = Image.open(io.BytesIO(base64.b64decode(payload["png"].split(",", 1)[1])))
-    decoded = (np.asarray(png, dtype=np.float32) / 127.5 - 1) * payload["epsilon"]
-    noise = t2ue.noise_from_text(["a cat on a sofa"], size=None, model=tiny_noise_model_dir)[0].permute(1, 2, 0).numpy()
-    assert np.abs(decoded - noise).max() <= payload["epsilon"] / 127.5  # 8-bit transport, half a level each way
+    _assert_payload_is_noise(payload, "a cat on a sofa", tiny_noise_model_dir)
     with pytest.raises(gr.Error):
         noise_payload("   ", model=tiny_noise_model_dir)
 
@@ -56,28 +62,19 @@ def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path)
 
 def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
     """A client fetches noise by name over HTTP; --zero-contact-only serves no endpoint that takes photos."""
-    import socket
-
     from gradio_client import Client
 
-    import t2ue
     from t2ue.demo import build_app
 
     for local_tab, endpoints in ((False, {"/noise"}), (True, {"/noise", "/protect"})):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         app = build_app(tiny_noise_model_dir, local_tab=local_tab)
-        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)  # gradio picks a free port
         try:
-            client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            client = Client(app.local_url, verbose=False)
             assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == endpoints
             assert ("File" in json.dumps(app.config["components"])) == local_tab  # no upload field when text-only
             if not local_tab:
                 payload = json.loads(client.predict("a cat on a sofa", api_name="/noise"))
-                png = Image.open(io.BytesIO(base64.b64decode(payload["png"].split(",", 1)[1])))
-                decoded = (np.asarray(png, dtype=np.float32) / 127.5 - 1) * payload["epsilon"]
-                noise = t2ue.noise_from_text(["a cat on a sofa"], size=None, model=tiny_noise_model_dir)[0]
-                assert np.abs(decoded - noise.permute(1, 2, 0).numpy()).max() <= payload["epsilon"] / 127.5
+                _assert_payload_is_noise(payload, "a cat on a sofa", tiny_noise_model_dir)
         finally:
             app.close()
