@@ -12,7 +12,7 @@ from PIL import Image
 
 from .budget import parse_epsilon, project_linf
 from .clusters import ClusterNoise, cluster_noise_for, fit_and_assign
-from .images import apply_noise, load_image, save_image
+from .images import GIF_REFUSED, ImageError, apply_noise, load_image, save_image
 from .noise_model import NoiseModel
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
@@ -111,7 +111,8 @@ def protect(image_or_path: Image.Image | str | os.PathLike, text: str, *,
             epsilon: float | str | None = None, clusters: str | os.PathLike | ClusterNoise | None = None,
             ) -> Image.Image:
     """A protected copy of a photo (same size and mode) from its description; the original is untouched.
-    ``mode="cluster"`` needs clusters fitted before (``clusters`` or a noise model saved with them)."""
+    ``mode="cluster"`` needs clusters fitted before (``clusters`` or a noise model saved with them).
+    Of a file with several frames this is the first; :func:`protect_file` protects and writes them all."""
     image = image_or_path if isinstance(image_or_path, Image.Image) else load_image(image_or_path).image
     noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
     return apply_noise(image, noise[0])
@@ -121,13 +122,18 @@ def protect_file(source: str | os.PathLike, target: str | os.PathLike, text: str
                  model: str | os.PathLike | NoiseModel = "default", seed: int = 0, mode: str = "sample",
                  epsilon: float | str | None = None, jpeg_quality: int = 95,
                  clusters: str | os.PathLike | ClusterNoise | None = None) -> tuple[Image.Image, Image.Image]:
-    """Protect one photo file into ``target`` (atomically, same format, EXIF and ICC kept).
+    """Protect one photo file into ``target`` (atomically, same format, EXIF and ICC kept; every frame
+    of an animation or page of a multi-page file gets the same noise).
 
-    Returns the decoded original and the protected image. Deciding whether ``target`` may be written
-    (never over an input) is the caller's job.
+    Returns the decoded original and the protected image as read back from ``target`` (first frames),
+    so that what a caller measures is what was written, lossy formats included. Deciding whether
+    ``target`` may be written (never over an input) is the caller's job.
     """
     loaded = load_image(source)
+    if loaded.format == "GIF":
+        raise ImageError(f"{source}: {GIF_REFUSED}")
     noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
-    protected = apply_noise(loaded.image, noise[0])
-    save_image(protected, target, format=loaded.format, info=loaded.info, jpeg_quality=jpeg_quality)
-    return loaded.image, protected
+    protected = [apply_noise(frame, noise[0]) for frame in loaded.frames]
+    save_image(protected[0], target, format=loaded.format, info=loaded.info, jpeg_quality=jpeg_quality,
+               more_frames=protected[1:])
+    return loaded.image, load_image(target).image

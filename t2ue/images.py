@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from .budget import project_linf
 from .files import atomic_write
@@ -29,16 +29,43 @@ class ImageError(ValueError):
 
 @dataclass
 class LoadedImage:
-    """A decoded image plus what is needed to write it back the way it came."""
+    """A decoded image (every frame of an animation or page of a multi-page file) plus what is needed
+    to write it back the way it came."""
 
-    image: Image.Image
+    frames: list[Image.Image]
     path: Path
     format: str | None
     info: dict
 
+    @property
+    def image(self) -> Image.Image:
+        """The first (for most files the only) frame."""
+        return self.frames[0]
+
+
+def _webp_is_lossless(path: Path) -> bool:
+    """Whether every frame of a WebP file is coded losslessly (VP8L), read from its RIFF chunks."""
+    data = path.read_bytes()
+
+    def chunks(start: int, end: int):
+        while start + 8 <= end:
+            size = int.from_bytes(data[start + 4:start + 8], "little")
+            yield data[start:start + 4], start + 8, size
+            start += 8 + size + (size & 1)
+
+    codecs = set()
+    for tag, offset, size in chunks(12, len(data)):
+        if tag == b"ANMF":  # an animation frame: 16 bytes of placement, then its own chunks
+            codecs.update(sub for sub, _, _ in chunks(offset + 16, offset + size))
+        else:
+            codecs.add(tag)
+    return b"VP8L" in codecs and b"VP8 " not in codecs
+
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Decode an image file fully, raising :class:`ImageError` with the file's name on any failure."""
+    """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
+    on any failure. WebP files record whether they were lossless (``info["lossless"]``), so that they
+    are written back the same way."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
@@ -50,7 +77,14 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             exif = im.getexif()
             if exif:
                 info["exif"] = exif.tobytes()
-            image = im.copy()
+            frames, durations = [], []
+            for frame in ImageSequence.Iterator(im):
+                frames.append(frame.copy())  # decodes the frame, which is when some formats set its duration
+                durations.append(frame.info.get("duration"))
+            if len(frames) > 1 and any(d is not None for d in durations):
+                info["duration"] = [d or 0 for d in durations]
+            if fmt == "WEBP":
+                info["lossless"] = _webp_is_lossless(path)
     except FileNotFoundError as err:
         raise ImageError(f"{path}: no such file") from err
     except UnidentifiedImageError as err:
@@ -59,7 +93,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: image too large ({err})") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: damaged or truncated image ({err})") from err
-    return LoadedImage(image=image, path=path, format=fmt, info=info)
+    return LoadedImage(frames=frames, path=path, format=fmt, info=info)
 
 
 def _noise_array(noise: torch.Tensor | np.ndarray, height: int, width: int) -> np.ndarray:
@@ -133,33 +167,52 @@ def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.I
     return result
 
 
+GIF_REFUSED = ("GIF keeps at most 256 colours, too few to hold the noise within its budget; convert the "
+               "original to PNG (or WebP) and protect that")
 _SAVE_KEYS = ("exif", "icc_profile", "dpi", "transparency", "comment")
+_ANIMATION_KEYS = ("duration", "loop", "background")
+_LOSSLESS_TIFF = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 
 def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None,
-               info: dict | None = None, jpeg_quality: int = 95) -> Path:
-    """Write an image atomically (:func:`t2ue.files.atomic_write`), keeping EXIF, ICC profile and DPI.
+               info: dict | None = None, jpeg_quality: int = 95, more_frames: list[Image.Image] = ()) -> Path:
+    """Write an image atomically (:func:`t2ue.files.atomic_write`), keeping EXIF, ICC profile and DPI;
+    ``more_frames`` follow the first as the frames of an animation or the pages of a multi-page file.
 
-    Refuses nothing itself: callers decide whether a path may be written. JPEGs are written at
-    ``jpeg_quality`` with 4:4:4 chroma so as much of the perturbation as possible survives.
+    Refuses only formats that cannot hold the noise (GIF); callers decide whether a path may be
+    written. JPEG and MPO are written at ``jpeg_quality`` with 4:4:4 chroma so as much of the
+    perturbation as possible survives; WebP losslessly unless ``info`` says the original was lossy
+    (then at ``jpeg_quality``); TIFF keeps a lossless compression, and any other is written uncompressed.
     """
     path = Path(path)
     fmt = (format or Image.registered_extensions().get(path.suffix.lower()) or "PNG").upper()
+    if fmt == "GIF":
+        raise ImageError(f"{path}: {GIF_REFUSED}")
     info = info if info is not None else image.info
+    frames = [image, *more_frames]
     params = {k: info[k] for k in _SAVE_KEYS if k in info and info[k] is not None}
-    if fmt == "JPEG":
+    if len(frames) > 1:
+        params.update({k: info[k] for k in _ANIMATION_KEYS if k in info and info[k] is not None},
+                      save_all=True)
+    if fmt in ("JPEG", "MPO"):
         params.update(quality=jpeg_quality, subsampling=0)
-        if image.mode in ("RGBA", "LA", "P", "PA"):
-            image = image.convert("RGB")
+        frames = [f.convert("RGB") if f.mode in ("RGBA", "LA", "P", "PA") else f for f in frames]
         params.pop("transparency", None)
     elif fmt == "PNG":
         params["compress_level"] = 1
-    elif fmt == "GIF" and image.mode not in ("P", "L"):
-        image = image.convert("P", palette=Image.Palette.ADAPTIVE)
-    if "transparency" in params and image.mode not in ("P", "L", "RGB"):
+    elif fmt == "WEBP":
+        if info.get("lossless", True):
+            params.update(lossless=True, quality=100, exact=True)  # exact: keep RGB under transparent pixels
+        else:
+            params["quality"] = jpeg_quality
+    elif fmt == "TIFF" and info.get("compression") in _LOSSLESS_TIFF:
+        params["compression"] = info["compression"]
+    if "transparency" in params and frames[0].mode not in ("P", "L", "RGB"):
         params.pop("transparency")
-    with atomic_write(path) as handle:
-        image.save(handle, format=fmt, **params)
+    if len(frames) > 1:
+        params["append_images"] = frames[1:]
+    with atomic_write(path, "w+b") as handle:  # readable too: the multi-page TIFF writer reads back what it wrote
+        frames[0].save(handle, format=fmt, **params)
     return path
 
 

@@ -48,6 +48,8 @@ def test_cli_noise_writes_npy_and_png(tiny_noise_model_dir, tmp_path):
     assert array.shape == (40, 40, 3) and np.abs(array).max() <= 8 / 255 + 1e-7
     result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.png"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 0 and Image.open(tmp_path / "n.png").size == (224, 224)
+    result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.webp"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 0 and t2ue.images.load_image(tmp_path / "n.webp").info["lossless"] is True
     result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.txt"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 2 and ".npy" in result.output and not (tmp_path / "n.txt").exists()
 
@@ -153,3 +155,70 @@ def test_cli_protect_names_the_bad_line_of_a_captions_file(tiny_noise_model_dir,
     result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "--captions", str(captions),
                                  "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 2 and "captions.jsonl: line 2 is not JSON" in result.output
+
+
+def _frames(path):
+    with Image.open(path) as im:
+        frames = []
+        for i in range(getattr(im, "n_frames", 1)):
+            im.seek(i)
+            frames.append((np.asarray(im.convert("RGBA"), dtype=int), im.info.get("duration")))
+        return im.format, frames
+
+
+@pytest.mark.parametrize("name, save", [
+    ("anim.png", dict(format="PNG", duration=[100, 200, 300], loop=0)),
+    ("anim.webp", dict(format="WEBP", duration=[100, 200, 300], loop=0, lossless=True)),
+    ("pages.tif", dict(format="TIFF", compression="tiff_lzw")),
+])
+def test_protect_file_keeps_every_frame_exactly(tiny_noise_model_dir, tmp_path, name, save):
+    """Animations and multi-page files: every frame protected with the same noise, within the budget,
+    lossless formats written back losslessly, timings kept."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(30, 220, (40, 56, 3), dtype=np.uint8)) for _ in range(3)]
+    source = tmp_path / name
+    frames[0].save(source, save_all=True, append_images=frames[1:], **save)
+    before = source.read_bytes()
+    original, written = t2ue.api.protect_file(source, tmp_path / "out" / name, "three cards",
+                                              model=tiny_noise_model_dir)
+    fmt_in, ins = _frames(source)
+    fmt_out, outs = _frames(tmp_path / "out" / name)
+    assert fmt_out == fmt_in and len(outs) == 3 and source.read_bytes() == before
+    for (a, duration_in), (b, duration_out), frame in zip(ins, outs, frames):
+        assert duration_out == duration_in
+        expected = np.asarray(t2ue.protect(frame, "three cards", model=tiny_noise_model_dir), dtype=int)
+        assert np.array_equal(b[..., :3], expected)  # exactly what apply_noise made: nothing lost on the way
+        assert 1 <= np.abs(b - a).max() <= 8
+    first = np.asarray(t2ue.protect(frames[0], "three cards", model=tiny_noise_model_dir))
+    assert np.array_equal(np.asarray(written.convert("RGB")), first)  # protect_file returns what it wrote
+    assert np.array_equal(np.asarray(original.convert("RGB")), np.asarray(frames[0]))
+
+
+def test_protect_file_webp_and_mpo_stay_what_they_were(tiny_noise_model_dir, tmp_path):
+    from PIL import JpegImagePlugin
+
+    photo = Image.open(t2ue.api.DEFAULT_MODEL_DIR.parents[1].parent / "demos" / "samples" / "astronaut.png")
+    photo = photo.convert("RGB").resize((96, 96))
+    photo.save(tmp_path / "lossless.webp", lossless=True)
+    photo.save(tmp_path / "lossy.webp", quality=80)
+    photo.save(tmp_path / "camera.mpo", format="MPO", save_all=True, append_images=[photo.resize((48, 48))])
+    out = tmp_path / "out"
+    for name in ("lossless.webp", "lossy.webp", "camera.mpo"):
+        t2ue.api.protect_file(tmp_path / name, out / name, "an astronaut", model=tiny_noise_model_dir)
+    assert t2ue.images.load_image(out / "lossless.webp").info["lossless"] is True
+    assert t2ue.images.load_image(out / "lossy.webp").info["lossless"] is False  # not inflated to lossless
+    expected = np.asarray(t2ue.protect(photo, "an astronaut", model=tiny_noise_model_dir))
+    assert np.array_equal(np.asarray(Image.open(out / "lossless.webp").convert("RGB")), expected)
+    with Image.open(out / "camera.mpo") as mpo:
+        assert mpo.format == "MPO" and mpo.n_frames == 2
+        assert JpegImagePlugin.get_sampling(mpo) == 0  # 4:4:4, as for JPEG
+        assert max(mpo.quantization[0]) <= 12  # quality 95 (quality 90 has steps of 24, Pillow's default 61)
+
+
+def test_cli_protect_refuses_gif_and_goes_on(tiny_noise_model_dir, tmp_path):
+    Image.new("RGB", (16, 16), (200, 30, 30)).convert("P").save(tmp_path / "a.gif")
+    Image.new("RGB", (16, 16), (30, 30, 200)).save(tmp_path / "b.png")
+    result = runner.invoke(app, ["protect", str(tmp_path / "a.gif"), str(tmp_path / "b.png"), "--text", "a card",
+                                 "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "a.gif: GIF keeps at most 256 colours" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
