@@ -158,7 +158,7 @@ def protect(
     seed: int = typer.Option(0),
     mode: str = typer.Option("sample", help="sample, class or cluster."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
-    jpeg_quality: int = typer.Option(95, help="Quality for JPEG, MPO and lossy WebP outputs."),
+    jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality for JPEG, MPO and lossy WebP outputs."),
     clusters: int = typer.Option(8, help="--mode cluster: how many clusters to group the descriptions into."),
     cluster_dir: Path = typer.Option(None, help="--mode cluster: reuse the clusters in this folder if it exists, "
                                      "else fit them and save them there (default: those saved with the noise "
