@@ -7,6 +7,7 @@ survives (never clamp the noise itself to [0, 1]).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from .files import atomic_write
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # ~200 MP: large camera files pass, decompression bombs do not
 
+# 16 bits per channel (RGB;16B, RGBA;16L, ...), which Pillow reads into 8-bit modes; not BGR;16, 5-6-5 BMP pixels
+_DEEP_RAW_MODE = re.compile(r"\b(RGBA?|RGBX|LA|CMYK);16")
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
 
 
@@ -71,6 +74,9 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
     try:
         with Image.open(path) as im:
+            if any(_DEEP_RAW_MODE.search(str(tile.args)) for tile in im.tile):  # Pillow would decode to 8 bits
+                raise ImageError(f"{path}: 16 bits per channel; t2ue protects 8-bit images, so export an 8-bit "
+                                 "copy (the precision of this one would be lost without a word)")
             im.load()
             fmt = im.format
             info = dict(im.info)
@@ -85,6 +91,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 info["duration"] = [d or 0 for d in durations]
             if fmt == "WEBP":
                 info["lossless"] = _webp_is_lossless(path)
+    except ImageError:
+        raise
     except FileNotFoundError as err:
         raise ImageError(f"{path}: no such file") from err
     except UnidentifiedImageError as err:

@@ -110,6 +110,25 @@ def test_damaged_file_names_the_file(tmp_path):
         load_image(bad)
 
 
+def test_sixteen_bit_rgb_is_refused_not_truncated(tmp_path):
+    """Pillow decodes a 48-bit PNG to 8-bit RGB without a word; the loader says so instead."""
+    import struct
+    import zlib
+
+    rows = np.full((4, 4, 3), 40000, dtype=">u2")
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    path = tmp_path / "deep.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    assert Image.open(path).mode == "RGB"  # what Pillow makes of it
+    with pytest.raises(ImageError, match="^[^ ]*deep.png: 16 bits per channel"):
+        load_image(path)
+
+
 def test_psnr():
     a = Image.new("RGB", (4, 4), (100, 100, 100))
     b = Image.new("RGB", (4, 4), (101, 101, 101))
