@@ -85,22 +85,36 @@ class ImageTextSet:
             if self.images.shape[1:3] == (size, size):
                 return self
             return self.with_images(np.stack([_resize(im, size) for im in self.images]))
-        out = np.empty((len(self), size, size, 3), dtype=np.uint8)
+        kept, pixels = self._decode(size, keep_pixels=True)
+        return kept.with_images(pixels)
+
+    def readable(self, size: int) -> ImageTextSet:
+        """The pairs whose image files decode, for code that reads the files again later (training
+        reads them batch by batch): an unreadable file is left out, with a warning that names it, before
+        the first step instead of ending the run when its batch comes. Listed in ``meta["skipped"]``."""
+        if isinstance(self.images, np.ndarray):
+            return self
+        return self._decode(size, keep_pixels=False)[0]
+
+    def _decode(self, size: int, keep_pixels: bool) -> tuple[ImageTextSet, np.ndarray | None]:
+        out = np.empty((len(self), size, size, 3), dtype=np.uint8) if keep_pixels else None
         good, skipped = [], []
         for i, path in enumerate(self.images):
             try:
                 with Image.open(path) as image:
                     image.draft("RGB", (2 * size, 2 * size))
-                    out[i] = _square_rgb(image, size)
+                    square = _square_rgb(image, size)
+                if out is not None:
+                    out[i] = square
                 good.append(i)
             except (OSError, ValueError, Image.DecompressionBombError) as error:
                 skipped.append(f"{path}: {error}")
-                warnings.warn(f"{path}: left out, cannot be read as an image ({error})", stacklevel=2)
+                warnings.warn(f"{path}: left out, cannot be read as an image ({error})", stacklevel=3)
         if not good:
             raise ValueError(f"{self.name}: none of the {len(self)} images could be read")
-        kept = self.subset(good).with_images(out[good])
+        kept = self.subset(good)
         kept.meta["skipped"] = skipped
-        return kept
+        return kept, None if out is None else out[good]
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:

@@ -70,6 +70,7 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     set_seed(config.seed)
     surrogate = surrogate.freeze().to(accelerator.device)
+    data = data.readable(generator.resolution[0])
     loader = DataLoader(PairDataset(data, generator.resolution[0]), batch_size=config.batch_size, shuffle=True,
                         drop_last=len(data) >= config.batch_size, num_workers=config.num_workers,
                         collate_fn=_collate)
@@ -124,7 +125,8 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
     bar.close()
     accelerator.wait_for_everyone()
     noise_model = NoiseModel(accelerator.unwrap_model(generator).eval(), surrogate, surrogate_spec=surrogate_spec,
-                             metadata={"training": {**asdict(config), "pairs": len(data), "dataset": data.name}})
+                             metadata={"training": {**asdict(config), "pairs": len(data), "dataset": data.name,
+                                                   "skipped_files": len(data.meta.get("skipped", []))}})
     if accelerator.is_main_process:
         noise_model.save_pretrained(output_dir / "model")
     return noise_model

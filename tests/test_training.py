@@ -26,3 +26,25 @@ def test_unet_generator_trains(minilm_surrogate_dir, tiny_pairs, tmp_path):
                             TrainConfig(steps=3, batch_size=8, checkpoint_every=1000), progress=False)
     assert (tmp_path / "run" / "model" / "generator" / "generator.safetensors").exists()
     assert model.generate(["a ginger cat"]).abs().max() <= 8 / 255
+
+
+def test_training_leaves_out_unreadable_files_before_the_first_step(minilm_surrogate_dir, tmp_path):
+    """A provider's own pairs file with a missing and a truncated image: both named, the rest trained on."""
+    import pytest
+    from PIL import Image
+
+    from t2ue.data import load_dataset
+
+    for i in range(4):
+        Image.new("RGB", (40, 40), (60 * i, 90, 200 - 40 * i)).save(tmp_path / f"ok{i}.png")
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 a jpeg that stops here")
+    rows = [f"ok{i}.png,a card in colour {i}" for i in range(4)] + ["cut.jpg,half a photo", "gone.png,no file"]
+    (tmp_path / "pairs.csv").write_text("image,caption\n" + "\n".join(rows) + "\n")
+    surrogate = load_surrogate(minilm_surrogate_dir)
+    generator = T2UEGenerator(text_dim=surrogate.embed_dim, resolution=16)
+    with pytest.warns(UserWarning) as caught:
+        model = train_generator(generator, surrogate, load_dataset(str(tmp_path / "pairs.csv")), tmp_path / "run",
+                                TrainConfig(steps=2, batch_size=2, checkpoint_every=1000), progress=False)
+    named = " ".join(str(w.message) for w in caught)
+    assert "cut.jpg" in named and "gone.png" in named and "ok0.png" not in named
+    assert model.metadata["training"]["pairs"] == 4 and model.metadata["training"]["skipped_files"] == 2
