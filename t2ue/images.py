@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageSequence, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from .budget import project_linf
 from .files import atomic_write
@@ -67,7 +67,8 @@ def _webp_is_lossless(path: Path) -> bool:
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
-    on any failure. WebP files record whether they were lossless (``info["lossless"]``), so that they
+    on any failure. WebP files record whether they were lossless (``info["lossless"]``), PNG files their
+    text chunks (``info["text"]``), TIFF files their descriptive tags (``info["tiff_tags"]``), so that they
     are written back the same way."""
     path = Path(path)
     if path.is_dir():
@@ -91,6 +92,10 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 info["duration"] = [d or 0 for d in durations]
             if fmt == "WEBP":
                 info["lossless"] = _webp_is_lossless(path)
+            if fmt == "PNG":
+                info["text"] = dict(im.text)  # tEXt, zTXt and iTXt chunks: author, copyright, XMP
+            if fmt == "TIFF":
+                info["tiff_tags"] = {tag: im.tag_v2[tag] for tag in _TIFF_DESCRIPTIVE_TAGS if tag in im.tag_v2}
     except ImageError:
         raise
     except FileNotFoundError as err:
@@ -179,12 +184,15 @@ GIF_REFUSED = ("GIF keeps at most 256 colours, too few to hold the noise within 
                "original to PNG (or WebP) and protect that")
 _SAVE_KEYS = ("exif", "icc_profile", "dpi", "transparency", "comment")
 _ANIMATION_KEYS = ("duration", "loop", "background")
+# Description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms
+_TIFF_DESCRIPTIVE_TAGS = (270, 305, 306, 315, 33432, 700, 33723)
 _LOSSLESS_TIFF = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 
 def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None,
                info: dict | None = None, jpeg_quality: int = 95, more_frames: list[Image.Image] = ()) -> Path:
-    """Write an image atomically (:func:`t2ue.files.atomic_write`), keeping EXIF, ICC profile and DPI;
+    """Write an image atomically (:func:`t2ue.files.atomic_write`), keeping EXIF, ICC profile, DPI, XMP
+    (where rights such as "no data mining" are declared), PNG text chunks and TIFF's descriptive tags;
     ``more_frames`` follow the first as the frames of an animation or the pages of a multi-page file.
 
     Refuses only formats that cannot hold the noise (GIF); callers decide whether a path may be
@@ -202,19 +210,30 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
     if len(frames) > 1:
         params.update({k: info[k] for k in _ANIMATION_KEYS if k in info and info[k] is not None},
                       save_all=True)
+    if fmt in ("JPEG", "MPO", "WEBP") and info.get("xmp"):
+        params["xmp"] = info["xmp"]
     if fmt in ("JPEG", "MPO"):
         params.update(quality=jpeg_quality, subsampling=0)
         frames = [f.convert("RGB") if f.mode in ("RGBA", "LA", "P", "PA") else f for f in frames]
         params.pop("transparency", None)
     elif fmt == "PNG":
         params["compress_level"] = 1
+        if info.get("text"):
+            params["pnginfo"] = PngImagePlugin.PngInfo()
+            for key, value in info["text"].items():
+                params["pnginfo"].add_itxt(key, value)
     elif fmt == "WEBP":
         if info.get("lossless", True):
             params.update(lossless=True, quality=100, exact=True)  # exact: keep RGB under transparent pixels
         else:
             params["quality"] = jpeg_quality
-    elif fmt == "TIFF" and info.get("compression") in _LOSSLESS_TIFF:
-        params["compression"] = info["compression"]
+    elif fmt == "TIFF":
+        if info.get("compression") in _LOSSLESS_TIFF:
+            params["compression"] = info["compression"]
+        if info.get("tiff_tags"):
+            params["tiffinfo"] = TiffImagePlugin.ImageFileDirectory_v2()
+            for tag, value in info["tiff_tags"].items():
+                params["tiffinfo"][tag] = value
     if "transparency" in params and frames[0].mode not in ("P", "L", "RGB"):
         params.pop("transparency")
     if len(frames) > 1:

@@ -222,3 +222,36 @@ def test_cli_protect_refuses_gif_and_goes_on(tiny_noise_model_dir, tmp_path):
                                  "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1 and "a.gif: GIF keeps at most 256 colours" in result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
+
+
+XMP_NO_MINING = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                 '<rdf:Description xmlns:plus="http://ns.useplus.org/ldf/xmp/1.0/" '
+                 'plus:DataMining="http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED"/></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("name", ["rights.jpg", "rights.webp", "rights.png", "rights.tif"])
+def test_protect_file_keeps_the_owners_rights_metadata(tiny_noise_model_dir, tmp_path, name):
+    """XMP (a "no data mining" declaration), PNG text chunks and TIFF's copyright travel with the copy."""
+    from PIL import PngImagePlugin, TiffImagePlugin
+
+    photo = Image.new("RGB", (24, 20), (120, 80, 40))
+    source = tmp_path / name
+    if name.endswith(".png"):
+        chunks = PngImagePlugin.PngInfo()
+        chunks.add_itxt("XML:com.adobe.xmp", XMP_NO_MINING)
+        chunks.add_itxt("Copyright", "© Jane Doe, all rights reserved")
+        photo.save(source, pnginfo=chunks)
+    elif name.endswith(".tif"):
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[33432], tags[315], tags[700] = "(c) Jane Doe", "Jane Doe", XMP_NO_MINING.encode()  # ASCII, as TIFF says
+        photo.save(source, tiffinfo=tags)
+    else:
+        photo.save(source, xmp=XMP_NO_MINING.encode())
+    t2ue.api.protect_file(source, tmp_path / "out" / name, "a brown card", model=tiny_noise_model_dir)
+    with Image.open(tmp_path / "out" / name) as copy:
+        xmp = copy.info.get("xmp", b"")
+        assert b"DMI-PROHIBITED" in (xmp if isinstance(xmp, bytes) else xmp.encode())
+        if name.endswith(".png"):
+            assert copy.text["Copyright"] == "© Jane Doe, all rights reserved"
+        if name.endswith(".tif"):
+            assert (copy.tag_v2[33432], copy.tag_v2[315]) == ("(c) Jane Doe", "Jane Doe")
