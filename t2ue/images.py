@@ -67,9 +67,9 @@ def _webp_is_lossless(path: Path) -> bool:
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
-    on any failure. WebP files record whether they were lossless (``info["lossless"]``), PNG files their
-    text chunks (``info["text"]``), TIFF files their descriptive tags (``info["tiff_tags"]``), so that they
-    are written back the same way."""
+    on any failure. WebP files record whether they were lossless (``info["lossless"]``), JPEG files their
+    IPTC blocks (``info["app13"]``), PNG files their text chunks (``info["text"]``), TIFF files their
+    descriptive tags (``info["tiff_tags"]``), so that they are written back the same way."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
@@ -92,6 +92,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 info["duration"] = [d or 0 for d in durations]
             if fmt == "WEBP":
                 info["lossless"] = _webp_is_lossless(path)
+            if fmt in ("JPEG", "MPO"):  # Photoshop / IPTC-IIM blocks (credit, copyright notice), as they were
+                info["app13"] = [data for marker, data in getattr(im, "applist", []) if marker == "APP13"]
             if fmt == "PNG":
                 info["text"] = dict(im.text)  # tEXt, zTXt and iTXt chunks: author, copyright, XMP
             if fmt == "TIFF":
@@ -192,7 +194,8 @@ _LOSSLESS_TIFF = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None,
                info: dict | None = None, jpeg_quality: int = 95, more_frames: list[Image.Image] = ()) -> Path:
     """Write an image atomically (:func:`t2ue.files.atomic_write`), keeping EXIF, ICC profile, DPI, XMP
-    (where rights such as "no data mining" are declared), PNG text chunks and TIFF's descriptive tags;
+    (where rights such as "no data mining" are declared), JPEG's IPTC blocks, PNG text chunks and TIFF's
+    descriptive tags;
     ``more_frames`` follow the first as the frames of an animation or the pages of a multi-page file.
 
     Refuses only formats that cannot hold the noise (GIF); callers decide whether a path may be
@@ -214,6 +217,9 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
         params["xmp"] = info["xmp"]
     if fmt in ("JPEG", "MPO"):
         params.update(quality=jpeg_quality, subsampling=0)
+        if info.get("app13"):
+            params["extra"] = b"".join(b"\xff\xed" + (len(data) + 2).to_bytes(2, "big") + data
+                                       for data in info["app13"])
         frames = [f.convert("RGB") if f.mode in ("RGBA", "LA", "P", "PA") else f for f in frames]
         params.pop("transparency", None)
     elif fmt == "PNG":
