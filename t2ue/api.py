@@ -34,6 +34,9 @@ __all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_no
            "BUNDLED_MODELS"]
 
 
+MODES = ("sample", "class", "cluster")
+
+
 @lru_cache(maxsize=4)
 def _load_cached(path: str) -> NoiseModel:
     return NoiseModel.from_pretrained(path)
@@ -78,6 +81,13 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
         raise ValueError("give at least one description")
     if any(not t.strip() for t in texts):
         raise ValueError("descriptions must not be empty")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if size is not None:
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if len(size) != 2 or min(size) < 1 or size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
+            raise ValueError(f"size must be one or two positive sides of at most {Image.MAX_IMAGE_PIXELS:,} pixels "
+                             f"in all; got {size}")
     noise_model = load_noise_model(model)
     if separate not in (None, "none") and (mode != "cluster" or clusters is not None or noise_model.clusters is not None):
         raise ValueError("separate is chosen when clusters are fitted: mode='cluster' without clusters fitted before")
@@ -99,7 +109,6 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
         noise = noise * (target / bound)
         bound = target
     if size is not None:
-        size = (size, size) if isinstance(size, int) else tuple(size)
         if tuple(noise.shape[-2:]) != size:
             shrinking = size[0] < noise.shape[-2] or size[1] < noise.shape[-1]
             noise = F.interpolate(noise, size=size, mode="bilinear", align_corners=False, antialias=shrinking)

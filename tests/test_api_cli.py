@@ -32,6 +32,13 @@ def test_noise_from_text_rejects_empty(tiny_noise_model_dir):
         t2ue.noise_from_text(["  "], model=tiny_noise_model_dir)
 
 
+@pytest.mark.parametrize("options, message", [(dict(size=0), "positive"), (dict(size=(10, -3)), "positive"),
+                                              (dict(size=100_000), "at most"), (dict(mode="pixel"), "cluster")])
+def test_noise_from_text_names_a_bad_size_or_mode(tiny_noise_model_dir, options, message):
+    with pytest.raises(ValueError, match=message):  # not a torch error, nor a 120 GB allocation
+        t2ue.noise_from_text(["a cat"], model=tiny_noise_model_dir, **options)
+
+
 def test_protect_keeps_size_and_mode(tiny_noise_model_dir):
     image = Image.new("RGBA", (123, 45), (120, 130, 140, 200))
     out = t2ue.protect(image, "a grey square", model=tiny_noise_model_dir)
