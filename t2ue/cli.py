@@ -148,9 +148,36 @@ def _read_captions(path: Path) -> dict[str, str]:
         raise ValueError(f"{path}: needs columns 'image' and 'caption'") from err
 
 
+def _expand_photos(paths: list[Path]) -> tuple[list[Path], int]:
+    """The photo files the arguments name: a folder stands for the image files directly in it (hidden
+    ones left out), a pattern that names no file is globbed (cmd.exe and PowerShell pass ``*.jpg`` as
+    is). An argument that yields nothing is reported; returns the files and how many arguments failed."""
+    import glob
+
+    from .data import IMAGE_SUFFIXES
+
+    files, failures = [], 0
+    for path in paths:
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not f.name.startswith("."))
+            problem = f"{path}: a folder with no images ({', '.join(IMAGE_SUFFIXES)})"
+        elif not path.exists() and glob.has_magic(str(path)):
+            found = sorted(Path(f) for f in glob.glob(str(path)) if Path(f).is_file())
+            problem = f"{path}: no file matches"
+        else:
+            found, problem = [path], ""
+        if not found:
+            failures += 1
+            _err(problem)
+        files += found
+    return files, failures
+
+
 @app.command()
 def protect(
-    photos: list[Path] = typer.Argument(..., help="Photos to protect."),
+    photos: list[Path] = typer.Argument(..., help="Photos to protect; a folder stands for the images in it, and "
+                                        "a pattern such as photos/*.jpg is expanded where the shell does not."),
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for the protected copies."),
     text: str = typer.Option(None, "--text", help="One description for every photo."),
     captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo."),
@@ -175,6 +202,7 @@ def protect(
     if text is not None and not text.strip():
         _err("--text is empty: the noise is made from the description, so give one")
         raise typer.Exit(2)
+    photos, unmatched = _expand_photos(photos)
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         by_name = _read_captions(captions) if captions else {}
@@ -215,8 +243,8 @@ def protect(
         except (ImageError, ValueError, OSError) as err:
             failures += 1
             _err(str(err) if str(photo) in str(err) else f"{photo}: {err}")
-    if failures:
-        typer.echo(f"{len(photos) - failures} protected, {failures} failed", err=True)
+    if failures or unmatched:
+        typer.echo(f"{len(photos) - failures} protected, {failures + unmatched} failed", err=True)
         raise typer.Exit(1)
 
 

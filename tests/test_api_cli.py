@@ -66,11 +66,30 @@ def test_cli_protect_names_a_folder_and_an_empty_description(tiny_noise_model_di
     (tmp_path / "album").mkdir()
     result = runner.invoke(app, ["protect", str(tmp_path / "album"), str(tmp_path / "x.png"), "--text", "a card",
                                  "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
-    assert result.exit_code == 1 and "album: is a folder" in result.output
+    assert result.exit_code == 1 and "album: a folder with no images" in result.output
+    assert "1 protected, 1 failed" in result.output
     assert (tmp_path / "out" / "x.png").exists()  # the other photo still goes through
     result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "--text", "  ", "-o", str(tmp_path / "o2"),
                                  "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 2 and "empty" in result.output and not (tmp_path / "o2").exists()
+
+
+def test_cli_protect_takes_a_folder_and_a_pattern_the_shell_left(tiny_noise_model_dir, tmp_path):
+    """A folder stands for its images (not sub-folders, not hidden files); an unexpanded *.jpg is globbed,
+    as cmd.exe and PowerShell pass it."""
+    album = tmp_path / "album"
+    (album / "nested").mkdir(parents=True)
+    for name in ("a.jpg", "b.png", "._a.jpg", "nested/c.png"):
+        Image.new("RGB", (8, 8), (30, 120, 200)).save(album / name, format="PNG" if name.endswith("png") else "JPEG")
+    (album / "notes.txt").write_text("not a photo")
+    result = runner.invoke(app, ["protect", str(album), "--text", "a blue card", "-o", str(tmp_path / "out"),
+                                 "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.png"]
+    result = runner.invoke(app, ["protect", str(album / "*.jpg"), str(album / "*.heic"), "--text", "a blue card",
+                                 "-o", str(tmp_path / "out2"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "*.heic: no file matches" in result.output
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["a.jpg"]
 
 
 def test_cli_protect_end_to_end(tiny_noise_model_dir, tmp_path):
