@@ -97,3 +97,19 @@ def test_unet_starts_from_a_stable_diffusion_style_folder(minilm_surrogate_dir, 
     assert noise.shape == (1, 3, 16, 16) and noise.abs().max() <= 8 / 255
     generator.save_pretrained(tmp_path / "g")
     assert torch.equal(load_generator(tmp_path / "g").unet.conv_in.weight, generator.unet.conv_in.weight)
+
+
+def test_damaged_noise_model_folder_is_named(tiny_noise_model_dir, tmp_path):
+    """A truncated weights file or a broken config: a ValueError that names the folder, not a library error."""
+    import shutil
+
+    for damage in ("weights", "config"):
+        folder = tmp_path / damage
+        shutil.copytree(tiny_noise_model_dir, folder)
+        if damage == "weights":
+            weights = folder / "generator" / "generator.safetensors"
+            weights.write_bytes(weights.read_bytes()[:100])
+        else:
+            (folder / "noise_model.json").write_text('{"epsilon": ')
+        with pytest.raises(ValueError, match=f"{folder}: not a readable noise model"):
+            NoiseModel.from_pretrained(folder)
