@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .budget import project_linf
-from .files import atomic_path, write_text
+from .files import atomic_path, reading_folder, write_text
 
 if TYPE_CHECKING:
     from .noise_model import NoiseModel
@@ -69,12 +69,13 @@ class ClusterNoise:
         path = Path(path)
         if not (path / CLUSTER_CONFIG).is_file():
             raise FileNotFoundError(f"{path}: not a clusters folder (no {CLUSTER_CONFIG})")
-        config = json.loads((path / CLUSTER_CONFIG).read_text())
-        tensors = load_file(str(path / CLUSTER_WEIGHTS))
-        if len(tensors["centres"]) != len(tensors["patterns"]) or len(tensors["centres"]) != config["k"]:
-            raise ValueError(f"{path}: {CLUSTER_WEIGHTS} does not match {CLUSTER_CONFIG} (k = {config['k']})")
-        meta = {k: v for k, v in config.items() if k not in ("format", "k", "epsilon")}
-        return cls(tensors["centres"], tensors["patterns"], float(config["epsilon"]), meta)
+        with reading_folder(path, "clusters folder"):
+            config = json.loads((path / CLUSTER_CONFIG).read_text())
+            tensors = load_file(str(path / CLUSTER_WEIGHTS))
+            if len(tensors["centres"]) != len(tensors["patterns"]) or len(tensors["centres"]) != config["k"]:
+                raise ValueError(f"{CLUSTER_WEIGHTS} does not match {CLUSTER_CONFIG} (k = {config['k']})")
+            meta = {k: v for k, v in config.items() if k not in ("format", "k", "epsilon")}
+            return cls(tensors["centres"], tensors["patterns"], float(config["epsilon"]), meta)
 
 
 def nearest_centre(centres: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Atomic file writing: every file the library writes appears whole or not at all.
+"""Atomic file writing: every file the library writes appears whole or not at all; and one rule for
+reading a saved folder back: a damaged one is named in a ValueError.
 
 One place for the rule: write under a temporary name that is unique to this writer, in the target's
 own folder, then rename over the target. An interrupted write leaves the old file (or none), and two
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 
 
 @contextmanager
@@ -53,6 +55,16 @@ def savez(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     with atomic_write(path) as handle:
         np.savez_compressed(handle, **arrays)
     return Path(path)
+
+
+@contextmanager
+def reading_folder(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn what a damaged or foreign saved folder raises while it is read (broken JSON, truncated
+    safetensors, missing keys, mismatched shapes) into a ValueError that names the folder."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
+        raise ValueError(f"{path}: not a readable {what} ({type(err).__name__}: {err})") from err
 
 
 def _current_umask() -> int:

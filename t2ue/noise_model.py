@@ -20,12 +20,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
 from .budget import project_linf
 from .clusters import ClusterNoise
-from .files import write_text
+from .files import reading_folder, write_text
 from .generators import NoiseGenerator, load_generator
 from .surrogates import Surrogate, load_surrogate
 
@@ -126,7 +125,7 @@ class NoiseModel(nn.Module):
         config_file = path / NOISE_MODEL_CONFIG
         if not config_file.is_file():
             raise FileNotFoundError(f"{path}: not a noise model folder (no {NOISE_MODEL_CONFIG})")
-        try:
+        with reading_folder(path, "noise model"):
             config = json.loads(config_file.read_text())
             generator = load_generator(path / "generator")
             spec = config["text_encoder"]
@@ -137,8 +136,6 @@ class NoiseModel(nn.Module):
                         if k not in ("format", "epsilon", "resolution", "generator", "text_encoder")}
             clusters = (ClusterNoise.from_pretrained(path / CLUSTERS_FOLDER) if (path / CLUSTERS_FOLDER).is_dir()
                         else None)
-        except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:  # a damaged or foreign folder
-            raise ValueError(f"{path}: not a readable noise model ({type(err).__name__}: {err})") from err
         if clusters is not None and clusters.centres.shape[1] != surrogate.embed_dim:
             raise ValueError(f"{path}: its clusters were fitted with another text encoder than its own")
         return cls(generator, surrogate, surrogate_spec=None if spec == "surrogate" else spec,

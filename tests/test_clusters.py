@@ -252,3 +252,11 @@ def test_exploiter_views_change_labels_not_pixels():
                        "test", None)
     with pytest.raises(ValueError, match="openclipart"):
         exploiter_view("title-captions", data, "fashion-mnist", 4, "test", None)
+
+
+def test_damaged_clusters_folder_is_named(tmp_path):
+    from t2ue.clusters import CLUSTER_CONFIG, ClusterNoise
+
+    (tmp_path / CLUSTER_CONFIG).write_text('{"k": 3,')
+    with pytest.raises(ValueError, match=f"{tmp_path}: not a readable clusters folder"):
+        ClusterNoise.from_pretrained(tmp_path)
