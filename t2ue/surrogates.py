@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_path, write_text
+from .files import atomic_path, reading_folder, write_text
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 PARTIAL_WEIGHTS = "open_clip_model.safetensors"
@@ -280,9 +280,11 @@ def load_surrogate(spec: str | os.PathLike) -> Surrogate:
         return _open_clip_named(text.removeprefix("open_clip:")).freeze()
     path = Path(text)
     if (path / OPEN_CLIP_CONFIG).is_file():
-        return _open_clip_folder(path).freeze()
+        with reading_folder(path, "open_clip surrogate folder"):
+            return _open_clip_folder(path).freeze()
     if (path / "config.json").is_file():
-        return _hf_folder(path).freeze()
+        with reading_folder(path, "Hugging Face CLIP folder"):
+            return _hf_folder(path).freeze()
     raise FileNotFoundError(
         f"{spec}: not a surrogate. Give open_clip:ARCH/TAG, open_clip:ARCH:CHECKPOINT, a folder with "
         f"{OPEN_CLIP_CONFIG}, or a Hugging Face CLIPModel folder"

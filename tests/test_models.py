@@ -34,6 +34,9 @@ def test_partial_surrogate_refuses_foreign_weights(minilm_surrogate_dir, tmp_pat
     save_file(state, str(broken / "open_clip_model.safetensors"))
     with pytest.raises(ValueError, match="do not match"):
         load_surrogate(broken)
+    (broken / "open_clip_model.safetensors").write_bytes(b"\x10\x00")  # truncated
+    with pytest.raises(ValueError, match=f"{broken}: not a readable open_clip surrogate folder"):
+        load_surrogate(broken)
 
 
 def test_unknown_surrogate_is_a_clear_error(tmp_path):
