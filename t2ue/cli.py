@@ -320,8 +320,14 @@ def demo(
                                            "alone (page and /noise API): no tab that accepts photos."),
 ) -> None:
     """Launch the Gradio demo (zero-contact and local tabs), fully offline."""
+    from .api import load_noise_model
     from .demo import launch
 
+    try:
+        load_noise_model(model)  # a bad --model is named here, before gradio starts
+    except (ValueError, FileNotFoundError) as err:
+        _err(str(err))
+        raise typer.Exit(2) from err
     launch(model=model, host=host, port=port, max_mb=max_mb, local_tab=not zero_contact_only)
 
 

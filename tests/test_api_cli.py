@@ -298,3 +298,8 @@ def test_protect_file_keeps_jpeg_iptc_copyright(tiny_noise_model_dir, tmp_path):
     t2ue.api.protect_file(source, tmp_path / "out.jpg", "a brown card", model=tiny_noise_model_dir)
     with Image.open(tmp_path / "out.jpg") as copy:
         assert IptcImagePlugin.getiptcinfo(copy)[(2, 116)] == notice
+
+
+def test_cli_demo_names_a_bad_model_before_starting(tmp_path):
+    result = runner.invoke(app, ["demo", "--model", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "nowhere: not a noise model folder" in result.output
