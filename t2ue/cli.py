@@ -203,8 +203,10 @@ def protect(
         _err("--text is empty: the noise is made from the description, so give one")
         raise typer.Exit(2)
     photos, unmatched = _expand_photos(photos)
-    output_dir.mkdir(parents=True, exist_ok=True)
     try:
+        if output_dir.exists() and not output_dir.is_dir():
+            raise ValueError(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
+        output_dir.mkdir(parents=True, exist_ok=True)
         by_name = _read_captions(captions) if captions else {}
         noise_model = load_noise_model(model)
         fitted = None

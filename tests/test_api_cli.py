@@ -72,6 +72,11 @@ def test_cli_protect_names_a_folder_and_an_empty_description(tiny_noise_model_di
     result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "--text", "  ", "-o", str(tmp_path / "o2"),
                                  "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 2 and "empty" in result.output and not (tmp_path / "o2").exists()
+    (tmp_path / "o3").write_text("a file, not a folder")
+    result = runner.invoke(app, ["protect", str(tmp_path / "x.png"), "--text", "a card", "-o", str(tmp_path / "o3"),
+                                 "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 2 and "o3: is a file" in result.output
+    assert (tmp_path / "o3").read_text() == "a file, not a folder"
 
 
 def test_cli_protect_takes_a_folder_and_a_pattern_the_shell_left(tiny_noise_model_dir, tmp_path):
