@@ -203,6 +203,9 @@ def protect(
         _err("--text is empty: the noise is made from the description, so give one")
         raise typer.Exit(2)
     photos, unmatched = _expand_photos(photos)
+    if not photos:
+        _err("no photo to protect")
+        raise typer.Exit(1)
     try:
         if output_dir.exists() and not output_dir.is_dir():
             raise ValueError(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")

@@ -95,6 +95,9 @@ def test_cli_protect_takes_a_folder_and_a_pattern_the_shell_left(tiny_noise_mode
                                  "-o", str(tmp_path / "out2"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1 and "*.heic: no file matches" in result.output
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["a.jpg"]
+    result = runner.invoke(app, ["protect", str(album / "*.heic"), "--text", "a blue card", "-o", str(tmp_path / "o3"),
+                                 "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "no photo to protect" in result.output and not (tmp_path / "o3").exists()
 
 
 def test_cli_protect_end_to_end(tiny_noise_model_dir, tmp_path):
