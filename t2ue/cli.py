@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -311,7 +312,8 @@ def train(
                          robust=robust, eot=eot)
     train_generator(gen, sur, dataset, output_dir, config, resume=resume,
                     surrogate_spec=None if surrogate == "default" else surrogate)
-    typer.echo(f"noise model saved to {output_dir / 'model'}")
+    if os.environ.get("RANK", "0") == "0":  # once, from the main process of a distributed launch
+        typer.echo(f"noise model saved to {output_dir / 'model'}")
 
 
 

@@ -53,6 +53,14 @@ def _collate(batch):
     return torch.stack(pixels), list(captions), torch.tensor(index)
 
 
+def _has_device() -> bool:
+    """Whether torch sees an accelerator (CUDA, XPU, MPS, ...). Without one, accelerate must be told it
+    runs on the CPU, or processes launched together (torchrun, ``accelerate launch --multi_gpu``) each
+    train alone instead of as one data-parallel job over gloo."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
 def _latest_checkpoint(output_dir: Path) -> Path | None:
     checkpoints = sorted((output_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
     return checkpoints[-1] if checkpoints else None
@@ -67,7 +75,7 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
         raise ValueError(f"unknown EOT preset {config.eot!r}; choose from {sorted(EOT_PRESETS)}")
     eot = EOT_PRESETS[config.eot]
     output_dir = Path(output_dir)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not _has_device())
     set_seed(config.seed)
     surrogate = surrogate.freeze().to(accelerator.device)
     data = data.readable(generator.resolution[0])
@@ -126,7 +134,8 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
     accelerator.wait_for_everyone()
     noise_model = NoiseModel(accelerator.unwrap_model(generator).eval(), surrogate, surrogate_spec=surrogate_spec,
                              metadata={"training": {**asdict(config), "pairs": len(data), "dataset": data.name,
-                                                   "skipped_files": len(data.meta.get("skipped", []))}})
+                                                   "skipped_files": len(data.meta.get("skipped", [])),
+                                                   "processes": accelerator.num_processes}})
     if accelerator.is_main_process:
         noise_model.save_pretrained(output_dir / "model")
     return noise_model

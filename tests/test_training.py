@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 
 from t2ue.generators import T2UEGenerator, UNetGenerator, small_unet_config
@@ -48,3 +50,28 @@ def test_training_leaves_out_unreadable_files_before_the_first_step(minilm_surro
     named = " ".join(str(w.message) for w in caught)
     assert "cut.jpg" in named and "gone.png" in named and "ok0.png" not in named
     assert model.metadata["training"]["pairs"] == 4 and model.metadata["training"]["skipped_files"] == 2
+
+
+def test_accelerate_launch_trains_on_two_processes(tmp_path):
+    """Real data-parallel training: `accelerate launch` with two processes, on the CPU over gloo (the
+    launcher's --multi_gpu is its torchrun path; the CPU is chosen by train_generator), checkpoint and
+    model written once, by the main process."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from t2ue.noise_model import NoiseModel
+
+    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    out = tmp_path / "ddp"
+    result = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "t2ue", "train",
+                             "--data", "fashion-mnist", "--limit-per-set", "64", "--steps", "4", "--batch-size", "8",
+                             "--checkpoint-every", "2", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_2"]
+    assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [4]
+    model = NoiseModel.from_pretrained(out / "model")
+    assert model.metadata["training"]["processes"] == 2
+    assert model.generate(["a sandal"]).abs().max() <= 8 / 255 + 1e-7
