@@ -282,6 +282,10 @@ def train(
                             "(standard plus colour depth reduced to 3-5 bits)."),
     luma: bool = typer.Option(False, help="One noise plane shared by R, G and B (t2ue-gan): survives grayscale "
                               "conversion exactly and sits in JPEG's full-resolution luma channel."),
+    mixed_precision: str = typer.Option(None, help="no, fp16 or bf16 (default: what `accelerate launch "
+                                        "--mixed_precision` says, else no)."),
+    num_workers: int = typer.Option(0, min=0, help="DataLoader processes decoding images while the device trains "
+                                    "(for large image sets on a GPU)."),
 ) -> None:
     """Train a text-to-noise generator against a frozen surrogate (CPU, one GPU, or `accelerate launch`)."""
     from .budget import parse_epsilon
@@ -308,8 +312,10 @@ def train(
         gen = build_generator(generator, text_dim=sur.embed_dim, resolution=resolution, epsilon=eps, luma=luma)
     else:
         gen = build_generator(generator, token_dim=sur.token_dim, resolution=resolution, epsilon=eps)
+    if mixed_precision not in (None, "no", "fp16", "bf16"):
+        raise typer.BadParameter(f"{mixed_precision!r} is not no, fp16 or bf16", param_hint="--mixed-precision")
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                         robust=robust, eot=eot)
+                         robust=robust, eot=eot, mixed_precision=mixed_precision, num_workers=num_workers)
     train_generator(gen, sur, dataset, output_dir, config, resume=resume,
                     surrogate_spec=None if surrogate == "default" else surrogate)
     if os.environ.get("RANK", "0") == "0":  # once, from the main process of a distributed launch

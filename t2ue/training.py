@@ -42,8 +42,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     log_every: int = 10
-    num_workers: int = 0
-    mixed_precision: str = "no"
+    num_workers: int = 0  # DataLoader workers that decode images while the device trains
+    mixed_precision: str | None = None  # no, fp16, bf16; None: what `accelerate launch` was given, else no
     robust: bool = False
     eot: str = "standard"  # with robust: a preset of t2ue.transforms.EOT_PRESETS
 
@@ -133,7 +133,8 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
     bar.close()
     accelerator.wait_for_everyone()
     noise_model = NoiseModel(accelerator.unwrap_model(generator).eval(), surrogate, surrogate_spec=surrogate_spec,
-                             metadata={"training": {**asdict(config), "pairs": len(data), "dataset": data.name,
+                             metadata={"training": {**asdict(config), "mixed_precision": accelerator.mixed_precision,
+                                                   "pairs": len(data), "dataset": data.name,
                                                    "skipped_files": len(data.meta.get("skipped", [])),
                                                    "processes": accelerator.num_processes}})
     if accelerator.is_main_process:

@@ -55,7 +55,7 @@ def test_training_leaves_out_unreadable_files_before_the_first_step(minilm_surro
 def test_accelerate_launch_trains_on_two_processes(tmp_path):
     """Real data-parallel training: `accelerate launch` with two processes, on the CPU over gloo (the
     launcher's --multi_gpu is its torchrun path; the CPU is chosen by train_generator), checkpoint and
-    model written once, by the main process."""
+    model written once, by the main process, in the launcher's mixed precision."""
     import json
     import shutil
     import subprocess
@@ -66,7 +66,7 @@ def test_accelerate_launch_trains_on_two_processes(tmp_path):
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     out = tmp_path / "ddp"
     result = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "t2ue", "train",
+                             "--mixed_precision", "bf16", "--dynamo_backend", "no", "-m", "t2ue", "train",
                              "--data", "fashion-mnist", "--limit-per-set", "64", "--steps", "4", "--batch-size", "8",
                              "--checkpoint-every", "2", "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -74,4 +74,5 @@ def test_accelerate_launch_trains_on_two_processes(tmp_path):
     assert [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()] == [4]
     model = NoiseModel.from_pretrained(out / "model")
     assert model.metadata["training"]["processes"] == 2
+    assert model.metadata["training"]["mixed_precision"] == "bf16"  # the launcher's choice reaches the run
     assert model.generate(["a sandal"]).abs().max() <= 8 / 255 + 1e-7
