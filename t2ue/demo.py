@@ -6,10 +6,13 @@ the server binds to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import io
 import json
+import shutil
 import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -57,9 +60,22 @@ def _amplified(original: Image.Image, protected: Image.Image, epsilon: float) ->
     return Image.fromarray(noise_levels(diff / 255, epsilon))
 
 
+# How long the local tab keeps uploads and protected copies on disk (gradio's cache and its own folder)
+RETENTION_S = 3600
+
+
+def sweep(root: Path, age_s: float = RETENTION_S) -> None:
+    """Remove the local tab's output folders under ``root`` older than ``age_s``: photos do not pile up
+    on the machine that serves the tab."""
+    for folder in root.glob("t2ue-demo-*"):
+        if time.time() - folder.stat().st_mtime > age_s:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def protect_uploads(files, descriptions: str, epsilon_levels: float, model="default", max_mb: float = 25,
-                    progress=gr.Progress()):
-    """Protect each uploaded photo with its description; returns gallery, table, downloads."""
+                    progress=gr.Progress(), out_root: Path | None = None):
+    """Protect each uploaded photo with its description; returns gallery, table, downloads. Outputs go to
+    a fresh folder under ``out_root`` (default: the system's temporary folder)."""
     if not files:
         raise gr.Error("Upload at least one photo.")
     lines = [line.strip() for line in (descriptions or "").splitlines() if line.strip()]
@@ -68,7 +84,7 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
     if len(lines) not in (1, len(files)):
         raise gr.Error(f"{len(files)} photos but {len(lines)} descriptions: give one line, or one per photo.")
     epsilon = parse_epsilon(float(epsilon_levels))
-    out_dir = Path(tempfile.mkdtemp(prefix="t2ue-demo-"))
+    out_dir = Path(tempfile.mkdtemp(prefix="t2ue-demo-", dir=out_root))
     gallery, rows, outputs = [], [], []
     for i, file in enumerate(progress.tqdm(files, desc="protecting")):
         path = Path(getattr(file, "name", file))
@@ -104,7 +120,8 @@ def build_app(model="default", max_mb: float = 25, local_tab: bool = True) -> gr
     noise on the user's device. ``local_tab=False`` leaves out the tab that accepts photo uploads, for a
     server that should only ever receive text."""
     load_noise_model(model)  # load once at start-up, not on the first request
-    with gr.Blocks(title="t2ue: protect your photos from AI training") as app:
+    # gradio's own copies of uploads and outputs: swept every 10 minutes, and all removed when the app stops
+    with gr.Blocks(title="t2ue: protect your photos from AI training", delete_cache=(600, RETENTION_S)) as app:
         gr.Markdown("# t2ue: protect your photos from AI training\nNoise made from a *description* of your photo "
                     "makes it unlearnable for models trained on it, while it looks the same to people.")
         with gr.Tab("Zero-contact (photo stays in your browser)", id="zero-contact"):
@@ -143,7 +160,14 @@ def _local_tab(model, max_mb: float) -> None:
         report = gr.Markdown(elem_id="t2ue-local-report")
         table = gr.Dataframe(headers=["file", "PSNR (dB)", "SSIM", "status"], label="Quality")
         downloads = gr.File(label="Download (each, or all as protected.zip)", file_count="multiple")
-        run.click(lambda f, d, e, progress=gr.Progress(): protect_uploads(f, d, e, model, max_mb, progress),
+        root = Path(tempfile.mkdtemp(prefix="t2ue-demo-outputs-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+
+        def protect(f, d, e, progress=gr.Progress()):
+            sweep(root)
+            return protect_uploads(f, d, e, model, max_mb, progress, out_root=root)
+
+        run.click(protect,
                   [files, descriptions, epsilon], [gallery, table, downloads, report], concurrency_limit=2,
                   api_name="protect")
 

@@ -60,6 +60,28 @@ def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path)
         protect_uploads(paths[:3], "one\ntwo", 8, model=tiny_noise_model_dir, progress=gr.Progress())
 
 
+def test_local_tab_outputs_do_not_pile_up(tiny_noise_model_dir, tmp_path):
+    """Protected copies go to a folder of the app's own, swept after an hour; gradio's cache is swept too."""
+    import os
+    from pathlib import Path
+
+    from t2ue.demo import RETENTION_S, build_app, protect_uploads, sweep
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (12, 12), (20, 40, 60)).save(photo)
+    root = tmp_path / "outputs"
+    root.mkdir()
+    _, _, old, _ = protect_uploads([str(photo)], "a dark card", 8, model=tiny_noise_model_dir,
+                                   progress=gr.Progress(), out_root=root)
+    _, _, new, _ = protect_uploads([str(photo)], "a dark card", 8, model=tiny_noise_model_dir,
+                                   progress=gr.Progress(), out_root=root)
+    stale = Path(old[0]).parent
+    os.utime(stale, (0, 0))  # from long ago
+    sweep(root)
+    assert not stale.exists() and Path(new[0]).exists()
+    assert build_app(tiny_noise_model_dir).delete_cache == (600, RETENTION_S)
+
+
 def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
     """A client fetches noise by name over HTTP; --zero-contact-only serves no endpoint that takes photos."""
     from gradio_client import Client
