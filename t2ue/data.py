@@ -85,36 +85,44 @@ class ImageTextSet:
             if self.images.shape[1:3] == (size, size):
                 return self
             return self.with_images(np.stack([_resize(im, size) for im in self.images]))
-        kept, pixels = self._decode(size, keep_pixels=True)
-        return kept.with_images(pixels)
+        out = np.empty((len(self), size, size, 3), dtype=np.uint8)
 
-    def readable(self, size: int) -> ImageTextSet:
-        """The pairs whose image files decode, for code that reads the files again later (training
-        reads them batch by batch): an unreadable file is left out, with a warning that names it, before
-        the first step instead of ending the run when its batch comes. Listed in ``meta["skipped"]``."""
+        def decode(i: int, image: Image.Image) -> None:
+            image.draft("RGB", (2 * size, 2 * size))
+            out[i] = _square_rgb(image, size)
+
+        good, skipped = self._read_each(decode)
+        kept = self.subset(good).with_images(out[good])
+        kept.meta["skipped"] = skipped
+        return kept
+
+    def readable(self) -> ImageTextSet:
+        """The pairs whose image files open as images, for code that decodes them later (training reads
+        them batch by batch): a missing or non-image file is left out, with a warning that names it,
+        before the first step instead of ending the run when its batch comes. Only headers are read, so
+        this takes seconds for a hundred thousand files; listed in ``meta["skipped"]``."""
         if isinstance(self.images, np.ndarray):
             return self
-        return self._decode(size, keep_pixels=False)[0]
+        good, skipped = self._read_each(lambda i, image: None)
+        kept = self.subset(good)
+        kept.meta["skipped"] = skipped
+        return kept
 
-    def _decode(self, size: int, keep_pixels: bool) -> tuple[ImageTextSet, np.ndarray | None]:
-        out = np.empty((len(self), size, size, 3), dtype=np.uint8) if keep_pixels else None
+    def _read_each(self, read) -> tuple[list[int], list[str]]:
+        """Open every image file and pass it to ``read(index, image)``: the indices that worked, and one
+        line per file that did not (each also warned about)."""
         good, skipped = [], []
         for i, path in enumerate(self.images):
             try:
                 with Image.open(path) as image:
-                    image.draft("RGB", (2 * size, 2 * size))
-                    square = _square_rgb(image, size)
-                if out is not None:
-                    out[i] = square
+                    read(i, image)
                 good.append(i)
             except (OSError, ValueError, Image.DecompressionBombError) as error:
                 skipped.append(f"{path}: {error}")
                 warnings.warn(f"{path}: left out, cannot be read as an image ({error})", stacklevel=3)
         if not good:
             raise ValueError(f"{self.name}: none of the {len(self)} images could be read")
-        kept = self.subset(good)
-        kept.meta["skipped"] = skipped
-        return kept, None if out is None else out[good]
+        return good, skipped
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -150,7 +158,12 @@ class PairDataset(Dataset):
     def __getitem__(self, index: int):
         image = self.data.images[index]
         if not isinstance(image, np.ndarray):
-            image = _square_rgb(Image.open(image), self.size)
+            try:
+                with Image.open(image) as opened:
+                    image = _square_rgb(opened, self.size)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"{image}: damaged image ({error}); take it out of the set and run again (training "
+                                 "resumes from its last checkpoint)") from error
         elif image.shape[0] != self.size:
             image = _resize(image, self.size)
         pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0  # a writable copy

@@ -78,7 +78,7 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not _has_device())
     set_seed(config.seed)
     surrogate = surrogate.freeze().to(accelerator.device)
-    data = data.readable(generator.resolution[0])
+    data = data.readable()
     loader = DataLoader(PairDataset(data, generator.resolution[0]), batch_size=config.batch_size, shuffle=True,
                         drop_last=len(data) >= config.batch_size, num_workers=config.num_workers,
                         collate_fn=_collate)

@@ -76,3 +76,22 @@ def test_accelerate_launch_trains_on_two_processes(tmp_path):
     assert model.metadata["training"]["processes"] == 2
     assert model.metadata["training"]["mixed_precision"] == "bf16"  # the launcher's choice reaches the run
     assert model.generate(["a sandal"]).abs().max() <= 8 / 255 + 1e-7
+
+
+def test_an_image_damaged_past_its_header_is_named_when_its_batch_comes(tmp_path):
+    """Headers are all the start-up check reads; a file cut short after its header names itself later."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from t2ue.data import ImageTextSet, PairDataset
+
+    noisy = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "whole.jpg", quality=95)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    pairs = ImageTextSet([tmp_path / "whole.jpg", tmp_path / "cut.jpg"], ["a", "b"]).readable()
+    assert len(pairs) == 2  # both headers are fine
+    assert PairDataset(pairs, 16)[0][0].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match="cut.jpg: damaged image"):
+        PairDataset(pairs, 16)[1]
