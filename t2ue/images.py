@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageSequence, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
+from . import metadata
 from .budget import project_linf
 from .files import atomic_write
 
@@ -24,6 +25,9 @@ Image.MAX_IMAGE_PIXELS = 200_000_000  # ~200 MP: large camera files pass, decomp
 # 16 bits per channel (RGB;16B, RGBA;16L, ...), which Pillow reads into 8-bit modes; not BGR;16, 5-6-5 BMP pixels
 _DEEP_RAW_MODE = re.compile(r"\b(RGBA?|RGBX|LA|CMYK);16")
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
+# Description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms
+XMP_TAG = 700
+_TIFF_DESCRIPTIVE_TAGS = (270, 305, 306, 315, 33432, XMP_TAG, 33723)
 
 
 class ImageError(ValueError):
@@ -83,7 +87,9 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             info = dict(im.info)
             exif = im.getexif()
             if exif:
-                info["exif"] = exif.tobytes()
+                info["exif"] = metadata.exif_bytes(exif)
+            if info.get("xmp"):
+                info["xmp"] = metadata.xmp_without_thumbnails(info["xmp"])
             frames, durations = [], []
             for frame in ImageSequence.Iterator(im):
                 frames.append(frame.copy())  # decodes the frame, which is when some formats set its duration
@@ -93,11 +99,14 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
             if fmt == "WEBP":
                 info["lossless"] = _webp_is_lossless(path)
             if fmt in ("JPEG", "MPO"):  # Photoshop / IPTC-IIM blocks (credit, copyright notice), as they were
-                info["app13"] = [data for marker, data in getattr(im, "applist", []) if marker == "APP13"]
+                info["app13"] = metadata.iptc_blocks([data for marker, data in getattr(im, "applist", [])
+                                                      if marker == "APP13"])
             if fmt == "PNG":
-                info["text"] = dict(im.text)  # tEXt, zTXt and iTXt chunks: author, copyright, XMP
+                info["text"] = metadata.png_text(dict(im.text))  # tEXt, zTXt, iTXt: author, copyright, XMP
             if fmt == "TIFF":
                 info["tiff_tags"] = {tag: im.tag_v2[tag] for tag in _TIFF_DESCRIPTIVE_TAGS if tag in im.tag_v2}
+                if XMP_TAG in info["tiff_tags"]:
+                    info["tiff_tags"][XMP_TAG] = metadata.xmp_without_thumbnails(info["tiff_tags"][XMP_TAG])
     except ImageError:
         raise
     except FileNotFoundError as err:
@@ -186,8 +195,6 @@ GIF_REFUSED = ("GIF keeps at most 256 colours, too few to hold the noise within 
                "original to PNG (or WebP) and protect that")
 _SAVE_KEYS = ("exif", "icc_profile", "dpi", "transparency", "comment")
 _ANIMATION_KEYS = ("duration", "loop", "background")
-# Description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms
-_TIFF_DESCRIPTIVE_TAGS = (270, 305, 306, 315, 33432, 700, 33723)
 _LOSSLESS_TIFF = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 

@@ -311,3 +311,52 @@ def test_protect_file_keeps_jpeg_iptc_copyright(tiny_noise_model_dir, tmp_path):
 def test_cli_demo_names_a_bad_model_before_starting(tmp_path):
     result = runner.invoke(app, ["demo", "--model", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "nowhere: not a noise model folder" in result.output
+
+
+def test_protected_copy_carries_no_unprotected_preview(tiny_noise_model_dir, tmp_path):
+    """Previews of the photo hidden in its metadata — an XMP thumbnail, a Photoshop thumbnail in the IPTC
+    block, a camera preview in the EXIF maker note, a PNG raw profile — are left out of the copy, which
+    keeps the owner's rights statements; a scraper could otherwise train on the unprotected preview."""
+    import base64
+    import io
+
+    from PIL import IptcImagePlugin, PngImagePlugin
+
+    preview = io.BytesIO()
+    Image.new("RGB", (16, 12), (250, 0, 0)).save(preview, format="JPEG")
+    preview = preview.getvalue()
+    marker = base64.b64encode(preview)
+    xmp = XMP_NO_MINING.replace("</rdf:RDF>", '<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+                                "xmlns:xmpGImg=\"http://ns.adobe.com/xap/1.0/g/img/\"><xmp:Thumbnails><rdf:Alt><rdf:li>"
+                                f"<xmpGImg:image>{marker.decode()}</xmpGImg:image></rdf:li></rdf:Alt></xmp:Thumbnails>"
+                                "</rdf:Description></rdf:RDF>").encode()
+    notice = b"(c) Jane Doe"
+    iim = b"\x1c\x02\x74" + len(notice).to_bytes(2, "big") + notice
+
+    def resource(number, data):
+        return b"8BIM" + number.to_bytes(2, "big") + b"\x00\x00" + len(data).to_bytes(4, "big") + data + b"\x00" * (
+            len(data) % 2)
+
+    app13 = b"Photoshop 3.0\x00" + resource(0x040C, preview) + resource(0x0404, iim)
+    exif = Image.Exif()
+    exif[0x010F] = "Nikon"
+    exif.get_ifd(0x8769)[0x927C] = b"PREVIEW" + preview  # maker note with a preview
+    photo = Image.new("RGB", (24, 20), (120, 80, 40))
+    photo.save(tmp_path / "camera.jpg", xmp=xmp, exif=exif.tobytes(),
+               extra=b"\xff\xed" + (len(app13) + 2).to_bytes(2, "big") + app13)
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    raw = exif.tobytes()  # ImageMagick's way of keeping EXIF in a PNG: a hex dump, maker note and all
+    chunks.add_text("Raw profile type exif", f"\nexif\n{len(raw):8d}\n{raw.hex()}\n")
+    chunks.add_text("Author", "Jane Doe")
+    photo.save(tmp_path / "edited.png", pnginfo=chunks)
+    for name in ("camera.jpg", "edited.png"):
+        assert marker in (tmp_path / name).read_bytes() or preview.hex().encode() in (tmp_path / name).read_bytes()
+        t2ue.api.protect_file(tmp_path / name, tmp_path / "out" / name, "a brown card", model=tiny_noise_model_dir)
+        written = (tmp_path / "out" / name).read_bytes()
+        assert marker not in written and preview not in written and preview.hex().encode() not in written
+        assert b"DMI-PROHIBITED" in written  # the rights statement stays
+    with Image.open(tmp_path / "out" / "camera.jpg") as copy:
+        assert IptcImagePlugin.getiptcinfo(copy)[(2, 116)] == notice and copy.getexif()[0x010F] == "Nikon"
+    with Image.open(tmp_path / "out" / "edited.png") as copy:
+        assert copy.text["Author"] == "Jane Doe" and "Raw profile type exif" not in copy.text

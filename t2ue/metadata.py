@@ -1,0 +1,66 @@
+"""What metadata a protected copy carries: the owner's words (rights, credit, description) and nothing
+that holds the picture itself.
+
+Photo files often hide smaller copies of the photo in their metadata — a camera's preview inside its
+EXIF maker note, a Photoshop thumbnail in the JPEG's IPTC block, an XMP thumbnail, an EXIF dump in a
+PNG text chunk. Those copies would not carry the noise, so a scraper could train on them instead. The
+functions here keep the metadata and leave every such copy out.
+"""
+
+from __future__ import annotations
+
+import re
+
+from PIL import Image
+
+MAKER_NOTE = 0x927C  # in the Exif sub-IFD: opaque vendor data, where cameras keep their previews
+EXIF_IFD = 0x8769
+IPTC_RECORD = 0x0404  # the Photoshop resource that holds the IPTC-IIM record (credit, copyright notice)
+_XMP_THUMBNAILS = re.compile(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
+_XMP_THUMBNAILS_TEXT = re.compile(r"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
+
+
+def exif_bytes(exif: Image.Exif) -> bytes:
+    """EXIF to write with the copy: every tag but the maker note (Pillow's writer already leaves out
+    the thumbnail of IFD1)."""
+    exif.get_ifd(EXIF_IFD).pop(MAKER_NOTE, None)
+    return exif.tobytes()
+
+
+def iptc_blocks(app13_segments: list[bytes]) -> list[bytes]:
+    """JPEG APP13 segments reduced to their IPTC records: Photoshop's thumbnails (resources 0x0409
+    and 0x040C) and every other resource left out. Segments that do not parse are dropped whole."""
+    kept = []
+    for segment in app13_segments:
+        header = b"Photoshop 3.0\x00"
+        if not segment.startswith(header):
+            continue
+        out, pos = bytearray(header), len(header)
+        while pos + 12 <= len(segment) and segment[pos:pos + 4] == b"8BIM":
+            resource = int.from_bytes(segment[pos + 4:pos + 6], "big")
+            name_length = segment[pos + 6]
+            name_end = pos + 6 + 1 + name_length + ((1 + name_length) % 2)  # a padded Pascal string
+            size = int.from_bytes(segment[name_end:name_end + 4], "big")
+            end = name_end + 4 + size + (size % 2)
+            if end > len(segment):
+                break
+            if resource == IPTC_RECORD:
+                out += segment[pos:end]
+            pos = end
+        if len(out) > len(header):
+            kept.append(bytes(out))
+    return kept
+
+
+def xmp_without_thumbnails(xmp: bytes | str) -> bytes | str:
+    """An XMP packet without its ``xmp:Thumbnails`` (base64 JPEG previews of the photo)."""
+    if isinstance(xmp, bytes):
+        return _XMP_THUMBNAILS.sub(b"", xmp)
+    return _XMP_THUMBNAILS_TEXT.sub("", xmp)
+
+
+def png_text(chunks: dict[str, str]) -> dict[str, str]:
+    """A PNG's text chunks without the raw profiles tools such as ImageMagick store there (hex dumps of
+    EXIF or APP1 data, previews included) and with XMP thumbnails taken out."""
+    return {key: (xmp_without_thumbnails(value) if key == "XML:com.adobe.xmp" else value)
+            for key, value in chunks.items() if not key.startswith("Raw profile type")}
