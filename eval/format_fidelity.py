@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import platform
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ WRITERS = {
     "webp-lossless": ("WebP from a lossless original: written lossless", "WEBP", {"lossless": True}),
     "webp-lossy": ("WebP from a lossy original: quality 95", "WEBP", {"lossless": False}),
     "jpeg": ("JPEG / MPO: quality 95, 4:4:4", "JPEG", {}),
+    "heic": ("HEIC / HEIF (phones): quality 95, 4:4:4", "HEIF", {}),
+    "avif": ("AVIF: quality 95, 4:4:4", "AVIF", {}),
     "before-webp": ("before: any WebP, Pillow default (lossy, quality 80)", "WEBP", None),
     "before-mpo": ("before: MPO at Pillow's default (JPEG quality 75, 4:2:0)", "JPEG", None),
 }
@@ -56,7 +59,7 @@ def written(image: Image.Image, fmt: str, info: dict | None) -> tuple[Image.Imag
         image.save(buffer, format=fmt)
         buffer.seek(0)
         return Image.open(buffer).convert("RGB"), buffer.getbuffer().nbytes
-    path = Path(f"/tmp/t2ue-format-fidelity.{fmt.lower()}")
+    path = Path(tempfile.gettempdir()) / f"t2ue-format-fidelity.{fmt.lower()}"
     save_image(image, path, format=fmt, info=dict(info))
     try:
         return load_image(path).image.convert("RGB"), path.stat().st_size

@@ -34,7 +34,7 @@ FASHION_TEMPLATES = ("a photo of a {}", "a black and white photo of a {}", "a pr
                      "a small grey picture of a {}", "a catalogue image of a {}")
 DEBIAN_PACKAGES = {"fashion-mnist": ["dataset-fashion-mnist"], "openclipart": ["openclipart-png", "openclipart-svg"]}
 BUILTIN = tuple(DEBIAN_PACKAGES)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
 
 
 @dataclass

@@ -15,17 +15,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageSequence, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from . import metadata
 from .budget import project_linf
 from .files import atomic_write
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # ~200 MP: large camera files pass, decompression bombs do not
+register_heif_opener()  # HEIC / HEIF, what phones save photos as
 
-# 16 bits per channel (RGB;16B, RGBA;16L, ...), which Pillow reads into 8-bit modes; not BGR;16, 5-6-5 BMP pixels
+# raw modes of 16 bits per channel (RGB;16B, RGBA;16L, ...); not BGR;16, which is 5-6-5 BMP pixels
 _DEEP_RAW_MODE = re.compile(r"\b(RGBA?|RGBX|LA|CMYK);16")
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
-# Description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms
+# Description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms (Pillow
+# turns a TIFF upright as it loads it, so its orientation is in the pixels)
 XMP_TAG = 700
 _TIFF_DESCRIPTIVE_TAGS = (270, 305, 306, 315, 33432, XMP_TAG, 33723)
 
@@ -79,14 +82,16 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
     try:
         with Image.open(path) as im:
-            if any(_DEEP_RAW_MODE.search(str(tile.args)) for tile in im.tile):  # Pillow would decode to 8 bits
-                raise ImageError(f"{path}: 16 bits per channel; t2ue protects 8-bit images, so export an 8-bit "
+            # Pillow decodes 16-bit PNG and TIFF, and the HEIF plugin 10- and 12-bit HEIC, to 8 bits silently
+            depth = 16 if any(_DEEP_RAW_MODE.search(str(tile.args)) for tile in im.tile) else im.info.get("bit_depth", 8)
+            if depth > 8:
+                raise ImageError(f"{path}: {depth} bits per channel; t2ue protects 8-bit images, so export an 8-bit "
                                  "copy (the precision of this one would be lost without a word)")
             im.load()
             fmt = im.format
             info = dict(im.info)
             exif = im.getexif()
-            if exif:
+            if exif and fmt != "TIFF":  # a TIFF's "EXIF" is its own directory of tags: kept as tiff_tags
                 info["exif"] = metadata.exif_bytes(exif)
             if info.get("xmp"):
                 info["xmp"] = metadata.xmp_without_thumbnails(info["xmp"])
@@ -206,7 +211,7 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
     ``more_frames`` follow the first as the frames of an animation or the pages of a multi-page file.
 
     Refuses only formats that cannot hold the noise (GIF); callers decide whether a path may be
-    written. JPEG and MPO are written at ``jpeg_quality`` with 4:4:4 chroma so as much of the
+    written. JPEG, MPO, HEIF and AVIF are written at ``jpeg_quality`` with 4:4:4 chroma so as much of the
     perturbation as possible survives; WebP losslessly unless ``info`` says the original was lossy
     (then at ``jpeg_quality``); TIFF keeps a lossless compression, and any other is written uncompressed.
     """
@@ -220,7 +225,7 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
     if len(frames) > 1:
         params.update({k: info[k] for k in _ANIMATION_KEYS if k in info and info[k] is not None},
                       save_all=True)
-    if fmt in ("JPEG", "MPO", "WEBP") and info.get("xmp"):
+    if fmt in ("JPEG", "MPO", "WEBP", "HEIF", "AVIF") and info.get("xmp"):
         params["xmp"] = info["xmp"]
     if fmt in ("JPEG", "MPO"):
         params.update(quality=jpeg_quality, subsampling=0)
@@ -240,6 +245,10 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
             params.update(lossless=True, quality=100, exact=True)  # exact: keep RGB under transparent pixels
         else:
             params["quality"] = jpeg_quality
+    elif fmt == "HEIF":  # the primary image (and any others of the file), no thumbnails nor depth maps
+        params.update(quality=jpeg_quality, chroma=444)
+    elif fmt == "AVIF":
+        params.update(quality=jpeg_quality, subsampling="4:4:4")
     elif fmt == "TIFF":
         if info.get("compression") in _LOSSLESS_TIFF:
             params["compression"] = info["compression"]

@@ -360,3 +360,28 @@ def test_protected_copy_carries_no_unprotected_preview(tiny_noise_model_dir, tmp
         assert IptcImagePlugin.getiptcinfo(copy)[(2, 116)] == notice and copy.getexif()[0x010F] == "Nikon"
     with Image.open(tmp_path / "out" / "edited.png") as copy:
         assert copy.text["Author"] == "Jane Doe" and "Raw profile type exif" not in copy.text
+
+
+def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
+    """HEIC in, HEIC out (quality 95, 4:4:4 chroma, XMP and EXIF kept, the noise on it); 10-bit HEIC refused."""
+    import pillow_heif
+
+    photo = Image.open(t2ue.api.DEFAULT_MODEL_DIR.parents[1].parent / "demos" / "samples" / "astronaut.png")
+    photo = photo.convert("RGB").resize((64, 64))
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"
+    photo.save(tmp_path / "IMG_0001.HEIC", format="HEIF", quality=90, exif=exif.tobytes(), xmp=XMP_NO_MINING.encode())
+    t2ue.api.protect_file(tmp_path / "IMG_0001.HEIC", tmp_path / "out" / "IMG_0001.HEIC", "an astronaut",
+                          model=tiny_noise_model_dir)
+    with Image.open(tmp_path / "IMG_0001.HEIC") as original, Image.open(tmp_path / "out" / "IMG_0001.HEIC") as copy:
+        assert (copy.format, copy.size, copy.info["chroma"]) == ("HEIF", (64, 64), 444)
+        assert b"DMI-PROHIBITED" in copy.info["xmp"] and copy.getexif()[0x010F] == "Apple"
+        pixels = np.asarray(original.convert("RGB"), dtype=float)
+        intended = np.asarray(t2ue.protect(original.convert("RGB"), "an astronaut", model=tiny_noise_model_dir),
+                              dtype=float) - pixels
+        change = np.asarray(copy.convert("RGB"), dtype=float) - pixels
+        assert (change * intended).sum() / (intended * intended).sum() > 0.7  # the noise is on it, HEVC or not
+    deep = np.random.default_rng(0).integers(0, 1023, (16, 16, 3)).astype(np.uint16) * 64
+    pillow_heif.from_bytes(mode="RGB;16", size=(16, 16), data=deep.tobytes()).save(tmp_path / "hdr.heic")
+    with pytest.raises(t2ue.images.ImageError, match="hdr.heic: 10 bits per channel"):
+        t2ue.api.protect_file(tmp_path / "hdr.heic", tmp_path / "out" / "hdr.heic", "x", model=tiny_noise_model_dir)
