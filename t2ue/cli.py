@@ -27,6 +27,20 @@ def _err(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"t2ue {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """Protect photos from unauthorised AI training with noise made from a text description."""
+
+
 @app.command()
 def noise(
     text: str = typer.Argument(..., help="Description of the photo."),

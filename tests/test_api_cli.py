@@ -385,3 +385,8 @@ def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
     pillow_heif.from_bytes(mode="RGB;16", size=(16, 16), data=deep.tobytes()).save(tmp_path / "hdr.heic")
     with pytest.raises(t2ue.images.ImageError, match="hdr.heic: 10 bits per channel"):
         t2ue.api.protect_file(tmp_path / "hdr.heic", tmp_path / "out" / "hdr.heic", "x", model=tiny_noise_model_dir)
+
+
+def test_cli_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"t2ue {t2ue.__version__}"
