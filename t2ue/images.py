@@ -27,10 +27,6 @@ register_heif_opener()  # HEIC / HEIF, what phones save photos as
 # raw modes of 16 bits per channel (RGB;16B, RGBA;16L, ...); not BGR;16, which is 5-6-5 BMP pixels
 _DEEP_RAW_MODE = re.compile(r"\b(RGBA?|RGBX|LA|CMYK);16")
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
-# Description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms (Pillow
-# turns a TIFF upright as it loads it, so its orientation is in the pixels)
-XMP_TAG = 700
-_TIFF_DESCRIPTIVE_TAGS = (270, 305, 306, 315, 33432, XMP_TAG, 33723)
 
 
 class ImageError(ValueError):
@@ -74,9 +70,8 @@ def _webp_is_lossless(path: Path) -> bool:
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
-    on any failure. WebP files record whether they were lossless (``info["lossless"]``), JPEG files their
-    IPTC blocks (``info["app13"]``), PNG files their text chunks (``info["text"]``), TIFF files their
-    descriptive tags (``info["tiff_tags"]``), so that they are written back the same way."""
+    on any failure. ``info`` holds the metadata a protected copy carries (:func:`t2ue.metadata.carried`)
+    and, for WebP, whether the file was lossless, so that it is written back the same way."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
@@ -89,12 +84,7 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                                  "copy (the precision of this one would be lost without a word)")
             im.load()
             fmt = im.format
-            info = dict(im.info)
-            exif = im.getexif()
-            if exif and fmt != "TIFF":  # a TIFF's "EXIF" is its own directory of tags: kept as tiff_tags
-                info["exif"] = metadata.exif_bytes(exif)
-            if info.get("xmp"):
-                info["xmp"] = metadata.xmp_without_thumbnails(info["xmp"])
+            info = metadata.carried(im)
             frames, durations = [], []
             for frame in ImageSequence.Iterator(im):
                 frames.append(frame.copy())  # decodes the frame, which is when some formats set its duration
@@ -103,15 +93,6 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 info["duration"] = [d or 0 for d in durations]
             if fmt == "WEBP":
                 info["lossless"] = _webp_is_lossless(path)
-            if fmt in ("JPEG", "MPO"):  # Photoshop / IPTC-IIM blocks (credit, copyright notice), as they were
-                info["app13"] = metadata.iptc_blocks([data for marker, data in getattr(im, "applist", [])
-                                                      if marker == "APP13"])
-            if fmt == "PNG":
-                info["text"] = metadata.png_text(dict(im.text))  # tEXt, zTXt, iTXt: author, copyright, XMP
-            if fmt == "TIFF":
-                info["tiff_tags"] = {tag: im.tag_v2[tag] for tag in _TIFF_DESCRIPTIVE_TAGS if tag in im.tag_v2}
-                if XMP_TAG in info["tiff_tags"]:
-                    info["tiff_tags"][XMP_TAG] = metadata.xmp_without_thumbnails(info["tiff_tags"][XMP_TAG])
     except ImageError:
         raise
     except FileNotFoundError as err:

@@ -13,6 +13,10 @@ import re
 
 from PIL import Image
 
+XMP_TAG = 700
+# A TIFF's description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms
+# (Pillow turns a TIFF upright as it loads it, so its orientation is in the pixels)
+TIFF_DESCRIPTIVE_TAGS = (270, 305, 306, 315, 33432, XMP_TAG, 33723)
 MAKER_NOTE = 0x927C  # in the Exif sub-IFD: opaque vendor data, where cameras keep their previews
 EXIF_IFD = 0x8769
 IPTC_RECORD = 0x0404  # the Photoshop resource that holds the IPTC-IIM record (credit, copyright notice)
@@ -64,3 +68,25 @@ def png_text(chunks: dict[str, str]) -> dict[str, str]:
     EXIF or APP1 data, previews included) and with XMP thumbnails taken out."""
     return {key: (xmp_without_thumbnails(value) if key == "XML:com.adobe.xmp" else value)
             for key, value in chunks.items() if not key.startswith("Raw profile type")}
+
+
+def carried(im: Image.Image) -> dict:
+    """The ``info`` of an opened image as a protected copy should carry it (what
+    :func:`t2ue.images.save_image` writes back): EXIF without the maker note, XMP without thumbnails,
+    a JPEG's IPTC records (``app13``), a PNG's text chunks (``text``) and a TIFF's descriptive tags
+    (``tiff_tags``), and no raw profile."""
+    info = {key: value for key, value in im.info.items() if not str(key).startswith("Raw profile type")}
+    exif = im.getexif()
+    # a TIFF's "EXIF" is its own directory of tags, carried as tiff_tags
+    info["exif"] = exif_bytes(exif) if exif and im.format != "TIFF" else None
+    info["xmp"] = xmp_without_thumbnails(im.info["xmp"]) if im.info.get("xmp") else None
+    if im.format in ("JPEG", "MPO"):
+        info["app13"] = iptc_blocks([data for marker, data in getattr(im, "applist", []) if marker == "APP13"])
+    if im.format == "PNG":
+        info["text"] = png_text(dict(im.text))
+    if im.format == "TIFF":
+        tags = {tag: im.tag_v2[tag] for tag in TIFF_DESCRIPTIVE_TAGS if tag in im.tag_v2}
+        if XMP_TAG in tags:
+            tags[XMP_TAG] = xmp_without_thumbnails(tags[XMP_TAG])
+        info["tiff_tags"] = tags
+    return info
