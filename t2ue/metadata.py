@@ -74,8 +74,10 @@ def carried(im: Image.Image) -> dict:
     """The ``info`` of an opened image as a protected copy should carry it (what
     :func:`t2ue.images.save_image` writes back): EXIF without the maker note, XMP without thumbnails,
     a JPEG's IPTC records (``app13``), a PNG's text chunks (``text``) and a TIFF's descriptive tags
-    (``tiff_tags``), and no raw profile."""
-    info = {key: value for key, value in im.info.items() if not str(key).startswith("Raw profile type")}
+    (``tiff_tags``), and no raw profile, nor HEIF's thumbnails (its writer would make reduced copies of
+    the protected photo, half purified by the downscaling) and depth or gain maps."""
+    info = {key: value for key, value in im.info.items() if not str(key).startswith("Raw profile type")
+            and key not in ("thumbnails", "depth_images", "aux")}  # HEIF: reduced copies, depth and gain maps
     exif = im.getexif()
     # a TIFF's "EXIF" is its own directory of tags, carried as tiff_tags
     info["exif"] = exif_bytes(exif) if exif and im.format != "TIFF" else None

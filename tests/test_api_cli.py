@@ -363,18 +363,21 @@ def test_protected_copy_carries_no_unprotected_preview(tiny_noise_model_dir, tmp
 
 
 def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
-    """HEIC in, HEIC out (quality 95, 4:4:4 chroma, XMP and EXIF kept, the noise on it); 10-bit HEIC refused."""
+    """HEIC in, HEIC out (quality 95, 4:4:4 chroma, XMP and EXIF kept, no thumbnail, the noise on it); 10-bit
+    HEIC refused."""
     import pillow_heif
 
     photo = Image.open(t2ue.api.DEFAULT_MODEL_DIR.parents[1].parent / "demos" / "samples" / "astronaut.png")
     photo = photo.convert("RGB").resize((64, 64))
     exif = Image.Exif()
     exif[0x010F] = "Apple"
-    photo.save(tmp_path / "IMG_0001.HEIC", format="HEIF", quality=90, exif=exif.tobytes(), xmp=XMP_NO_MINING.encode())
+    photo.save(tmp_path / "IMG_0001.HEIC", format="HEIF", quality=90, exif=exif.tobytes(), xmp=XMP_NO_MINING.encode(),
+               thumbnails=[32])
     t2ue.api.protect_file(tmp_path / "IMG_0001.HEIC", tmp_path / "out" / "IMG_0001.HEIC", "an astronaut",
                           model=tiny_noise_model_dir)
     with Image.open(tmp_path / "IMG_0001.HEIC") as original, Image.open(tmp_path / "out" / "IMG_0001.HEIC") as copy:
         assert (copy.format, copy.size, copy.info["chroma"]) == ("HEIF", (64, 64), 444)
+        assert original.info["thumbnails"] == [32] and not copy.info["thumbnails"]  # no reduced copy
         assert b"DMI-PROHIBITED" in copy.info["xmp"] and copy.getexif()[0x010F] == "Apple"
         pixels = np.asarray(original.convert("RGB"), dtype=float)
         intended = np.asarray(t2ue.protect(original.convert("RGB"), "an astronaut", model=tiny_noise_model_dir),
