@@ -393,3 +393,15 @@ def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
 def test_cli_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"t2ue {t2ue.__version__}"
+
+
+@pytest.mark.parametrize("name", ["wide.jpg", "wide.png", "wide.webp"])
+def test_protect_file_keeps_the_colour_profile(tiny_noise_model_dir, tmp_path, name):
+    """A photo's ICC profile travels with the copy, or its colours would shift in every viewer."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # anything but a default sRGB
+    Image.new("RGB", (20, 16), (90, 140, 200)).save(tmp_path / name, icc_profile=profile)
+    t2ue.api.protect_file(tmp_path / name, tmp_path / "out" / name, "a blue card", model=tiny_noise_model_dir)
+    with Image.open(tmp_path / "out" / name) as copy:
+        assert copy.info.get("icc_profile") == profile
