@@ -143,8 +143,8 @@ def protect_file(source: str | os.PathLike, target: str | os.PathLike, text: str
         raise ImageError(f"{source}: {GIF_REFUSED}")
     noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
     protected = [apply_noise(frame, noise[0]) for frame in loaded.frames]
-    for frame in protected:  # what a format's writer falls back on is the cleaned metadata, not the original's
-        frame.info = dict(loaded.info)
     save_image(protected[0], target, format=loaded.format, info=loaded.info, jpeg_quality=jpeg_quality,
                more_frames=protected[1:])
-    return loaded.image, load_image(target).image
+    with Image.open(target) as written:  # the first frame only, as a viewer decodes it
+        written.load()
+        return loaded.image, written.copy()

@@ -93,6 +93,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
                 info["duration"] = [d or 0 for d in durations]
             if fmt == "WEBP":
                 info["lossless"] = _webp_is_lossless(path)
+            for frame in frames:  # what a writer falls back on, or a caller saves, is the cleaned metadata
+                frame.info = dict(info)
     except ImageError:
         raise
     except FileNotFoundError as err:

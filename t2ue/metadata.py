@@ -21,7 +21,6 @@ MAKER_NOTE = 0x927C  # in the Exif sub-IFD: opaque vendor data, where cameras ke
 EXIF_IFD = 0x8769
 IPTC_RECORD = 0x0404  # the Photoshop resource that holds the IPTC-IIM record (credit, copyright notice)
 _XMP_THUMBNAILS = re.compile(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
-_XMP_THUMBNAILS_TEXT = re.compile(r"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
 
 
 def exif_bytes(exif: Image.Exif) -> bytes:
@@ -60,7 +59,7 @@ def xmp_without_thumbnails(xmp: bytes | str) -> bytes | str:
     """An XMP packet without its ``xmp:Thumbnails`` (base64 JPEG previews of the photo)."""
     if isinstance(xmp, bytes):
         return _XMP_THUMBNAILS.sub(b"", xmp)
-    return _XMP_THUMBNAILS_TEXT.sub("", xmp)
+    return _XMP_THUMBNAILS.sub(b"", xmp.encode()).decode()  # a PNG's iTXt chunk holds it as text
 
 
 def png_text(chunks: dict[str, str]) -> dict[str, str]:
