@@ -270,7 +270,8 @@ def protect(
 
 @app.command()
 def train(
-    data: str = typer.Option(..., help="openclipart, fashion-mnist, or a CSV/JSONL of image,caption."),
+    data: str = typer.Option(..., help="openclipart, fashion-mnist, a CSV/JSONL of image,caption, an image folder, "
+                             "a Karpathy JSON, or WebDataset tar shards (cc3m/{00000..00331}.tar, or their folder)."),
     output_dir: Path = typer.Option(..., "-o", "--output-dir"),
     surrogate: str = typer.Option("default", help="'default' (bundled), open_clip:ARCH/TAG, or a folder."),
     generator: str = typer.Option("t2ue-gan", help="t2ue-gan or unet."),

@@ -6,6 +6,7 @@ Built-in sets come from Debian packages (``dataset-fashion-mnist``, ``openclipar
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -16,6 +17,7 @@ import struct
 import subprocess
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .files import savez, write_text
+from .shards import TarMember, is_shard_spec, load_shards
 
 FASHION_MNIST_DIR = Path(os.environ.get("T2UE_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 OPENCLIPART_DIR = Path("/usr/share/openclipart")
@@ -39,13 +42,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 @dataclass
 class ImageTextSet:
-    """Images (N, H, W, 3) uint8 or paths, one description each, optional labels and extra captions.
+    """Images (N, H, W, 3) uint8, or files (paths, or members of tar shards), one description each,
+    optional labels and extra captions.
 
     ``captions[i]`` is the description a protector writes for image ``i``; ``caption_sets[i]``, when
     given, holds every caption of that image (Karpathy-style sets have five), the first being ``captions[i]``.
     """
 
-    images: np.ndarray | list[Path]
+    images: np.ndarray | list[Path | TarMember]
     captions: list[str]
     labels: np.ndarray | None = None
     class_names: tuple[str, ...] = ()
@@ -88,12 +92,11 @@ class ImageTextSet:
         out = np.empty((len(self), size, size, 3), dtype=np.uint8)
 
         def decode(i: int, image: Image.Image) -> None:
-            image.draft("RGB", (2 * size, 2 * size))
             out[i] = _square_rgb(image, size)
 
         good, skipped = self._read_each(decode)
         kept = self.subset(good).with_images(out[good])
-        kept.meta["skipped"] = skipped
+        kept.meta["skipped"] = self.meta.get("skipped", []) + skipped
         return kept
 
     def readable(self) -> ImageTextSet:
@@ -105,7 +108,7 @@ class ImageTextSet:
             return self
         good, skipped = self._read_each(lambda i, image: None)
         kept = self.subset(good)
-        kept.meta["skipped"] = skipped
+        kept.meta["skipped"] = self.meta.get("skipped", []) + skipped
         return kept
 
     def _read_each(self, read) -> tuple[list[int], list[str]]:
@@ -114,7 +117,7 @@ class ImageTextSet:
         good, skipped = [], []
         for i, path in enumerate(self.images):
             try:
-                with Image.open(path) as image:
+                with open_image(path) as image:
                     read(i, image)
                 good.append(i)
             except (OSError, ValueError, Image.DecompressionBombError) as error:
@@ -123,6 +126,17 @@ class ImageTextSet:
         if not good:
             raise ValueError(f"{self.name}: none of the {len(self)} images could be read")
         return good, skipped
+
+
+@contextlib.contextmanager
+def open_image(source: str | os.PathLike | TarMember) -> Iterator[Image.Image]:
+    """Open an image file or a member of a tar shard, lazily as :func:`PIL.Image.open` does; closed on exit."""
+    if isinstance(source, TarMember):
+        with source.open() as handle, Image.open(handle) as image:
+            yield image
+    else:
+        with Image.open(source) as image:
+            yield image
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -137,7 +151,7 @@ def fingerprint(data: ImageTextSet) -> str:
         digest.update(np.ascontiguousarray(data.images).tobytes())
     else:
         for path in data.images:
-            stat = Path(path).stat()
+            stat = (path.shard if isinstance(path, TarMember) else Path(path)).stat()
             digest.update(f"{path}\x00{stat.st_size}\x00{stat.st_mtime_ns}\x00".encode())
     for caption in data.captions:
         digest.update(caption.encode() + b"\x00")
@@ -159,7 +173,7 @@ class PairDataset(Dataset):
         image = self.data.images[index]
         if not isinstance(image, np.ndarray):
             try:
-                with Image.open(image) as opened:
+                with open_image(image) as opened:
                     image = _square_rgb(opened, self.size)
             except (OSError, ValueError) as error:
                 raise ValueError(f"{image}: damaged image ({error}); take it out of the set and run again (training "
@@ -193,11 +207,17 @@ def ensure_debian_packages(name: str) -> None:
 
 
 def _square_rgb(image: Image.Image, size: int) -> np.ndarray:
-    """Flatten transparency onto white, pad to a square and resize to ``size``."""
-    image = image.convert("RGBA")
-    canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    canvas.alpha_composite(image)
-    image = canvas.convert("RGB")
+    """Flatten transparency onto white, pad to a square and resize to ``size``. A JPEG not yet decoded
+    is decoded at the smallest DCT scale that keeps at least twice ``size`` (several times faster for
+    large photos; the resize to ``size`` is what decides the pixels)."""
+    image.draft("RGB", (2 * size, 2 * size))
+    if image.mode in ("RGB", "L", "CMYK", "YCbCr") and "transparency" not in image.info:
+        image = image.convert("RGB")  # opaque: what compositing onto white would give, without its cost
+    else:
+        image = image.convert("RGBA")
+        canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        canvas.alpha_composite(image)
+        image = canvas.convert("RGB")
     side = max(image.size)
     square = Image.new("RGB", (side, side), (255, 255, 255))
     square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
@@ -413,7 +433,8 @@ def part_indices(data: ImageTextSet, part: str, seed: int = 0) -> np.ndarray:
 
 def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, limit: int | None = None,
                  **kwargs) -> ImageTextSet:
-    """A built-in set by name, a CSV / JSONL pair file, a Karpathy JSON, an image folder, or several
+    """A built-in set by name, a CSV / JSONL pair file, a Karpathy JSON, an image folder, WebDataset tar
+    shards (:mod:`t2ue.shards`: ``a.tar``, ``cc3m/{00000..00331}.tar`` or a folder of shards), or several
     built-in sets joined with ``+``.
 
     ``part`` selects one of :data:`ROLES` (fixed and seeded; Karpathy sets keep their published split);
@@ -434,6 +455,8 @@ def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, 
         return load_fashion_mnist(size, **kwargs)
     if name_or_path == "openclipart":
         return load_openclipart(size, **kwargs)
+    if is_shard_spec(name_or_path):
+        return load_shards(name_or_path)
     path = Path(name_or_path)
     if path.is_dir():
         return load_image_folder(path)
@@ -442,7 +465,7 @@ def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, 
     if path.is_file():
         return load_pairs_file(path)
     raise FileNotFoundError(f"{name_or_path}: not a built-in set ({', '.join(BUILTIN)}), a CSV/JSONL file, "
-                            "a Karpathy JSON nor an image folder")
+                            "a Karpathy JSON, an image folder nor tar shards")
 
 
 ROLES = {"provider": 0.5, "victim_train": 0.35, "test": 0.15}

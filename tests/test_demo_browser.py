@@ -64,6 +64,21 @@ def browser():
         b.close()
 
 
+def _protect_in_page(page, server: str, photo: Path, text: str, out: Path) -> None:
+    """Make noise for ``text``, choose ``photo`` in the zero-contact tab and save the download to ``out``."""
+    page.goto(server)
+    page.get_by_label("Description").first.fill(text)
+    page.locator("#t2ue-zc-make").click()
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Noise ready')",
+                           timeout=60_000)
+    page.locator("#t2ue-photo").set_input_files(str(photo))
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected')",
+                           timeout=60_000)
+    with page.expect_download() as info:
+        page.locator("#t2ue-download").click()
+    info.value.save_as(out)
+
+
 def test_zero_contact_never_sends_the_photo(server, browser, tmp_path):
     from skimage import data
 
@@ -73,18 +88,8 @@ def test_zero_contact_never_sends_the_photo(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 1100}, accept_downloads=True)
     requests = []
     page.on("request", lambda r: requests.append((r.url, r.post_data_buffer or b"")))
-    page.goto(server)
-    page.get_by_label("Description").first.fill("a cup of coffee on a saucer seen from above")
-    page.locator("#t2ue-zc-make").click()
-    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Noise ready')",
-                           timeout=60_000)
-    page.locator("#t2ue-photo").set_input_files(str(photo))
-    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected')",
-                           timeout=60_000)
-    with page.expect_download() as info:
-        page.locator("#t2ue-download").click()
     out = tmp_path / "downloaded.png"
-    info.value.save_as(out)
+    _protect_in_page(page, server, photo, "a cup of coffee on a saucer seen from above", out)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(tmp_path / "shot.png"), full_page=True)
     if os.environ.get("T2UE_UPDATE_SCREENSHOT") == "1":
@@ -104,6 +109,28 @@ def test_zero_contact_never_sends_the_photo(server, browser, tmp_path):
     for url, body in requests:
         assert not any(chunk in body for chunk in chunks), f"photo bytes sent to {url}"
     page.close()
+
+
+def test_zero_contact_keeps_a_phone_photo_upright(server, browser, tmp_path):
+    """A phone JPEG stores its pixels sideways with an EXIF orientation; the copy saved by the page must
+    be the photo as people see it (the page's PNG carries no EXIF to turn it)."""
+    from PIL import ImageOps
+    from skimage import data
+
+    pixels = data.astronaut()[::4, ::3]  # 128 x 171: not square, so a lost rotation shows in the size
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    photo = tmp_path / "phone.jpg"
+    Image.fromarray(pixels).save(photo, quality=95, exif=exif)
+    page = browser.new_page(accept_downloads=True)
+    out = tmp_path / "phone-protected.png"
+    _protect_in_page(page, server, photo, "an astronaut in a white suit with a flag", out)
+    page.close()
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(photo)).convert("RGB"), dtype=int)
+    protected = np.asarray(Image.open(out).convert("RGB"), dtype=int)
+    assert protected.shape == upright.shape == (171, 128, 3)
+    assert np.abs(protected - upright).max() <= 8 + 3  # the budget, plus the browser's own JPEG decoding
+    assert np.abs(protected - upright[::-1, ::-1]).mean() > 4 * np.abs(protected - upright).mean()  # not 270 degrees
 
 
 def test_local_tab_reports_bad_files_and_protects_good_ones(server, browser, tmp_path):

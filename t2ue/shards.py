@@ -1,0 +1,191 @@
+"""Image-text pairs stored in tar shards, the WebDataset layout that img2dataset writes for CC3M, CC12M,
+LAION and the like: ``00000.tar`` holds ``KEY.jpg`` (or png, webp…) next to ``KEY.txt`` (the caption)
+and usually ``KEY.json`` (metadata, with the caption too). Shards are indexed once and images are read
+straight out of them, never extracted: a provider can train on millions of pairs without unpacking them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SHARD_SUFFIXES = (".tar",)
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "heic", "heif", "avif")
+_BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class TarMember:
+    """One image inside a shard: where its bytes lie, so it can be read without unpacking the shard."""
+
+    shard: Path
+    name: str
+    offset: int
+    size: int
+
+    def open(self) -> io.BufferedReader:
+        """A read-only file of the member's bytes alone, read lazily (opening an image reads its header only)."""
+        return io.BufferedReader(_Window(self.shard.open("rb"), self.offset, self.size))
+
+    def __str__(self) -> str:
+        return f"{self.shard}:{self.name}"
+
+
+class _Window(io.RawIOBase):
+    """``size`` bytes of an open file from ``start``, as a seekable file of their own."""
+
+    def __init__(self, handle, start: int, size: int):
+        super().__init__()
+        self._handle, self._start, self._size, self._pos = handle, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self._size - self._pos))
+        if count == 0:
+            return 0
+        self._handle.seek(self._start + self._pos)
+        data = self._handle.read(count)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def is_shard_spec(spec: str) -> bool:
+    """Whether ``spec`` names shards: a ``.tar`` file, a brace range (``cc3m/{00000..00331}.tar``) or a
+    folder whose files are shards."""
+    if spec.endswith(SHARD_SUFFIXES) or _BRACES.search(spec):
+        return True
+    path = Path(spec)
+    return path.is_dir() and any(path.glob("*.tar")) and not any(
+        f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS for f in path.iterdir())
+
+
+def expand_shards(spec: str) -> list[Path]:
+    """The shard files of a spec, in order; a brace range keeps its zero padding, as in WebDataset."""
+    if Path(spec).is_dir():
+        shards = sorted(Path(spec).glob("*.tar"))
+    else:
+        names = [spec]
+        while any(_BRACES.search(name) for name in names):
+            expanded = []
+            for name in names:
+                match = _BRACES.search(name)
+                if match is None:
+                    expanded.append(name)
+                    continue
+                first, last = match.group(1), match.group(2)
+                if int(last) < int(first):
+                    raise ValueError(f"{spec}: the range {match.group(0)} runs backwards")
+                width = len(first)
+                expanded += [name[:match.start()] + str(i).zfill(width) + name[match.end():]
+                             for i in range(int(first), int(last) + 1)]
+            names = expanded
+        shards = [Path(name) for name in names]
+    missing = [str(s) for s in shards if not s.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{spec}: {len(missing)} shard(s) missing, first {missing[0]}")
+    if not shards:
+        raise FileNotFoundError(f"{spec}: no .tar shards")
+    return shards
+
+
+def _split_key(name: str) -> tuple[str, str]:
+    """WebDataset's grouping: ``dir/KEY.EXT`` -> (``dir/KEY``, ``ext``); the extension is everything after
+    the first dot of the file name, lower-cased."""
+    folder, _, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), ext.lower()
+
+
+def _caption(texts: dict[str, bytes]) -> str:
+    if "txt" in texts:
+        return " ".join(texts["txt"].decode("utf-8", errors="replace").split())
+    if "json" in texts:
+        try:
+            value = json.loads(texts["json"]).get("caption")
+        except (ValueError, AttributeError):
+            return ""
+        return " ".join(str(value).split()) if value else ""
+    return ""
+
+
+def index_shard(shard: Path) -> tuple[list[TarMember], list[str], list[str | None], list[str]]:
+    """Images, captions and ``.cls`` labels of one shard, and one line for every sample left out."""
+    try:
+        archive = tarfile.open(shard, "r:")  # uncompressed only: members are then read by offset
+    except tarfile.ReadError as error:
+        raise ValueError(f"{shard}: not an uncompressed tar shard ({error}); decompress it first") from error
+    samples: dict[str, dict] = {}
+    with archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            key, ext = _split_key(member.name)
+            sample = samples.setdefault(key, {"texts": {}})
+            if ext in IMAGE_EXTENSIONS:
+                sample["image"] = TarMember(shard, member.name, member.offset_data, member.size)
+            elif ext in ("txt", "json", "cls"):
+                sample["texts"][ext] = archive.extractfile(member).read()
+    images, captions, labels, skipped = [], [], [], []
+    for key, sample in samples.items():
+        caption = _caption(sample["texts"])
+        if "image" not in sample or not caption:
+            skipped.append(f"{shard}:{key}: " + ("no image" if "image" not in sample else "no caption (.txt or .json)"))
+            continue
+        images.append(sample["image"])
+        captions.append(caption)
+        cls = sample["texts"].get("cls")
+        labels.append(cls.decode().strip() if cls else None)
+    return images, captions, labels, skipped
+
+
+def load_shards(spec: str):
+    """Every pair in the shards of ``spec`` (:func:`expand_shards`) as an :class:`~t2ue.data.ImageTextSet`
+    whose images are :class:`TarMember`; samples without an image or a caption are left out with one
+    warning; ``.cls`` members become labels when every sample has one."""
+    from .data import ImageTextSet
+
+    images, captions, labels, skipped = [], [], [], []
+    shards = expand_shards(spec)
+    for shard in shards:
+        i, c, lab, s = index_shard(shard)
+        images += i
+        captions += c
+        labels += lab
+        skipped += s
+    if skipped:
+        warnings.warn(f"{spec}: {len(skipped)} sample(s) left out, first {skipped[0]}", stacklevel=2)
+    if not images:
+        raise ValueError(f"{spec}: no sample with both an image and a caption")
+    name = (Path(spec).resolve().name if Path(spec).is_dir() else shards[0].stem if len(shards) == 1
+            else shards[0].parent.resolve().name)
+    meta = {"shards": len(shards), "skipped": skipped}
+    if all(label is not None for label in labels):
+        names = sorted(set(labels))
+        return ImageTextSet(images, captions, np.array([names.index(x) for x in labels], dtype=np.int64),
+                            tuple(names), name, meta)
+    return ImageTextSet(images, captions, name=name, meta=meta)
