@@ -1,7 +1,8 @@
 """Speed and memory of the user-facing path on this machine, saved with the machine named.
 
 Measures: noise_from_text throughput (batch 64, 224x224) and one-text latency; protect on a
-12-megapixel JPEG end to end (read, noise, add, write); peak resident memory; default model load time.
+12-megapixel JPEG end to end (read, noise, add, write); peak resident memory, and what protecting one
+12 MP or 50 MP photo adds to it (fresh processes); default model load time.
 Targets on a 2-core CPU: >= 100 texts/s batched, <= 1 s per 12 MP photo, <= 1.5 GB peak, load <= 5 s;
 the demo's zero-contact answer (noise for one description, PNG-encoded) <= 1 s.
 
@@ -35,6 +36,35 @@ load_s = time.perf_counter() - t0
 print(json.dumps({"load_s": load_s, "model_s": model_s, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+# What protecting one photo adds to a warm process's peak memory, in a fresh process per photo. Run
+# while this process is still small: a child's peak-memory count starts from its parent's at fork.
+CHILD_PHOTO = r"""
+import sys
+import numpy as np
+from PIL import Image
+rng = np.random.default_rng(0)
+Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).resize((int(sys.argv[2]), int(sys.argv[3]))).save(
+    sys.argv[1], quality=92)
+"""
+CHILD_PROTECT = r"""
+import json, resource, sys
+import t2ue
+from t2ue.api import protect_file
+t2ue.noise_from_text(["warm up"], size=224)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+protect_file(sys.argv[1], sys.argv[2], "a wide landscape photo of mountains")
+print(json.dumps({"increment_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
+"""
+
+
+def protect_increment_mb(width: int, height: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        photo, out = str(Path(tmp) / "photo.jpg"), str(Path(tmp) / "out.jpg")
+        subprocess.run([sys.executable, "-c", CHILD_PHOTO, photo, str(width), str(height)], check=True)
+        line = subprocess.run([sys.executable, "-c", CHILD_PROTECT, photo, out], capture_output=True, text=True,
+                              check=True).stdout.strip().splitlines()[-1]
+    return round(json.loads(line)["increment_mb"], 1)
+
 
 def machine() -> str:
     cpu = "unknown CPU"
@@ -55,6 +85,7 @@ def main() -> None:
 
     cold = json.loads(subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
                                      check=True).stdout.strip().splitlines()[-1])
+    increments = {"12mp_4000x3000": protect_increment_mb(4000, 3000), "50mp_8192x6144": protect_increment_mb(8192, 6144)}
     import torch
     from PIL import Image
 
@@ -108,6 +139,7 @@ def main() -> None:
         "protect_12mp_jpeg_end_to_end_s": round(protect_s, 3),
         "demo_zero_contact_noise_payload_ms": round(1000 * float(np.median(payload_times)), 1),
         "peak_rss_mb_this_process": round(peak_mb, 1),
+        "protect_adds_to_peak_mb": increments,
         "default_model_cold_load_s": round(cold["load_s"], 2),
         "default_model_load_after_imports_s": round(cold["model_s"], 2),
         "default_model_cold_load_rss_mb": round(cold["rss_mb"], 1),

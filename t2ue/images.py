@@ -108,35 +108,68 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(frames=frames, path=path, format=fmt, info=info)
 
 
-def _noise_array(noise: torch.Tensor | np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a (3, h, w) or (1, 3, h, w) perturbation to (height, width, 3) float32, still within its bound."""
-    tensor = torch.as_tensor(noise, dtype=torch.float32)
-    if tensor.ndim == 4:
-        if tensor.shape[0] != 1:
-            raise ValueError("apply_noise takes the noise of one image; got a batch of several")
-        tensor = tensor[0]
-    if tensor.ndim != 3 or tensor.shape[0] != 3:
-        raise ValueError(f"noise must have shape (3, H, W); got {tuple(tensor.shape)}")
-    bound = float(tensor.abs().max())
-    if tensor.shape[1:] != (height, width):
-        shrinking = tensor.shape[1] > height or tensor.shape[2] > width
-        tensor = F.interpolate(
-            tensor[None], size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking
-        )[0]
-        project_linf(tensor, bound, inplace=True)  # bilinear weights are convex; this guards rounding only
-    return tensor.permute(1, 2, 0).numpy()  # a strided view: no second full-size copy
+def _linear_weights(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each output index: the two input indices and their weights of bilinear resizing with
+    ``align_corners=False`` (the coordinates :func:`torch.nn.functional.interpolate` uses)."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp_(min=0)
+    low = src.floor().long().clamp_(max=n_in - 1)
+    high = (low + 1).clamp_(max=n_in - 1)
+    frac = (src - low).float()
+    return low, high, frac
 
 
-def add_noise_uint8(pixels: np.ndarray, delta: np.ndarray, band: int = 256) -> np.ndarray:
+class ResizedNoise:
+    """A (3, h, w) or (1, 3, h, w) perturbation seen as (height, width, 3) float32, resized bilinearly a
+    band of rows at a time (``noise[top:bottom]``), so protecting a large photo never holds a full-size
+    float copy of the noise. Every value stays within the perturbation's own bound."""
+
+    def __init__(self, noise: torch.Tensor | np.ndarray, height: int, width: int):
+        tensor = torch.as_tensor(noise, dtype=torch.float32)
+        if tensor.ndim == 4:
+            if tensor.shape[0] != 1:
+                raise ValueError("apply_noise takes the noise of one image; got a batch of several")
+            tensor = tensor[0]
+        if tensor.ndim != 3 or tensor.shape[0] != 3:
+            raise ValueError(f"noise must have shape (3, H, W); got {tuple(tensor.shape)}")
+        self.shape = (height, width, 3)
+        self.bound = float(tensor.abs().max())
+        h, w = tensor.shape[1:]
+        if (h, w) == (height, width):
+            self._columns, self._rows = tensor, None
+        elif h > height or w > width:  # shrinking needs antialiasing; the result is small, made whole
+            small = F.interpolate(tensor[None], size=(height, width), mode="bilinear", align_corners=False,
+                                  antialias=True)[0]
+            self._columns, self._rows = project_linf(small, self.bound, inplace=True), None
+        else:  # widen every row once (3 x h x width), then blend two of those rows per output row
+            low, high, frac = _linear_weights(w, width)
+            self._columns = tensor[:, :, low] * (1 - frac) + tensor[:, :, high] * frac
+            self._rows = _linear_weights(h, height)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if self._rows is None:
+            band = self._columns[:, rows]
+        else:
+            low, high, frac = (part[rows] for part in self._rows)
+            frac = frac[None, :, None]
+            band = project_linf(self._columns[:, low] * (1 - frac) + self._columns[:, high] * frac, self.bound,
+                                inplace=True)  # convex weights: this guards rounding only
+        return band.permute(1, 2, 0).numpy()
+
+
+def add_noise_uint8(pixels: np.ndarray, delta: np.ndarray | ResizedNoise, band: int = 256,
+                    transform=None) -> np.ndarray:
     """uint8 pixels + noise in [0, 1] units, rounded and clipped to uint8 after the addition.
 
-    Works in bands of rows so that a 12-megapixel photo needs no full-size float copy of itself.
+    Works in bands of rows so that a 12-megapixel photo needs no full-size float copy of itself (nor,
+    with a :class:`ResizedNoise`, of the noise); ``transform`` maps each band of noise to the pixels'
+    channels first.
     """
     out = np.empty(pixels.shape, dtype=np.uint8)
     for top in range(0, pixels.shape[0], band):
         rows = slice(top, top + band)
+        noise = delta[rows] if transform is None else transform(delta[rows])
         work = pixels[rows].astype(np.float32)
-        work += delta[rows] * 255.0
+        work += noise * 255.0
         np.rint(work, out=work)
         np.clip(work, 0, 255, out=work)
         out[rows] = work
@@ -159,7 +192,7 @@ def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.I
         image = image.convert("RGBA" if has_alpha else "RGB")
         mode = image.mode
     width, height = image.size
-    delta = _noise_array(noise, height, width)
+    delta = ResizedNoise(noise, height, width)
     pixels = np.asarray(image)
     if mode == "RGB":
         out = add_noise_uint8(pixels, delta)
@@ -167,13 +200,13 @@ def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.I
         out = pixels.copy()
         out[..., :3] = add_noise_uint8(pixels[..., :3], delta)
     elif mode == "L":
-        out = add_noise_uint8(pixels, delta.mean(axis=2))
+        out = add_noise_uint8(pixels, delta, transform=lambda band: band.mean(axis=2))
     elif mode == "LA":
         out = pixels.copy()
-        out[..., 0] = add_noise_uint8(pixels[..., 0], delta.mean(axis=2))
+        out[..., 0] = add_noise_uint8(pixels[..., 0], delta, transform=lambda band: band.mean(axis=2))
     else:  # CMYK: C = 1 - R, so the RGB perturbation enters C, M, Y negated; K is left alone
         out = pixels.copy()
-        out[..., :3] = add_noise_uint8(pixels[..., :3], -delta)
+        out[..., :3] = add_noise_uint8(pixels[..., :3], delta, transform=np.negative)
     result = Image.fromarray(out, mode=mode)
     result.info = dict(image.info)
     return result

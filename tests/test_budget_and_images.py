@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from t2ue.budget import parse_epsilon, project_linf
-from t2ue.images import ImageError, apply_noise, load_image, psnr, save_image
+from t2ue.images import ImageError, ResizedNoise, apply_noise, load_image, psnr, save_image
 
 EPS = 8 / 255
 
@@ -54,6 +54,23 @@ def test_odd_and_huge_sizes_keep_size_and_budget(size):
     assert diff.max() <= 8  # 8/255 plus rounding never exceeds 8 levels
     if size[0] * size[1] > 1:  # a single pixel averages the noise away
         assert diff.max() >= 1
+
+
+@pytest.mark.parametrize("size", [(3000, 4000), (64, 64), (4001, 2999), (65, 1), (30, 50), (100, 40)])
+def test_noise_resized_band_by_band_is_bilinear_resizing(size):
+    """Resizing a band of rows at a time (no full-size float copy of the noise) gives what resizing
+    the whole noise at once gives, upscaling and shrinking (antialiased) alike, within the bound."""
+    import torch.nn.functional as F
+
+    noise = _noise(64, 48)
+    height, width = size
+    shrinking = height < 64 or width < 48
+    whole = F.interpolate(noise[None], size=size, mode="bilinear", align_corners=False, antialias=shrinking)[0]
+    bands = ResizedNoise(noise, height, width)
+    rows = np.concatenate([bands[top:top + 256] for top in range(0, height, 256)])
+    assert rows.shape == (height, width, 3)
+    assert np.abs(rows - whole.permute(1, 2, 0).numpy()).max() < 1e-6
+    assert np.abs(rows).max() <= float(noise.abs().max())
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "CMYK"])
