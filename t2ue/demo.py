@@ -32,10 +32,16 @@ from .images import ImageError, noise_levels, psnr, ssim  # noqa: E402
 ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()
 ZERO_CONTACT_HTML = """
 <div class="t2ue-zc">
-  <label for="t2ue-photo"><b>2. Choose a photo</b> (read by this page only, never uploaded)</label><br>
-  <input type="file" id="t2ue-photo" accept="image/*">
+  <label for="t2ue-photo"><b>2. Choose photos</b> (read by this page only, never uploaded)</label><br>
+  <input type="file" id="t2ue-photo" accept="image/*" multiple>
+  <label for="t2ue-format">Save as</label>
+  <select id="t2ue-format">
+    <option value="png" selected>PNG (keeps the noise exactly)</option>
+    <option value="jpeg">JPEG, quality 95 (several times smaller)</option>
+  </select>
   <p id="t2ue-zc-status" role="status"></p>
   <a id="t2ue-download" style="display:none" class="lg primary">Download protected photo</a>
+  <ul id="t2ue-downloads"></ul>
   <img id="t2ue-preview" alt="protected preview" style="display:none;max-width:100%;max-height:360px">
 </div>
 """

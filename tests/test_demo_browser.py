@@ -133,6 +133,57 @@ def test_zero_contact_keeps_a_phone_photo_upright(server, browser, tmp_path):
     assert np.abs(protected - upright[::-1, ::-1]).mean() > 4 * np.abs(protected - upright).mean()  # not 270 degrees
 
 
+def test_zero_contact_protects_an_album_into_one_zip(server, browser, tmp_path):
+    """Several photos at once, saved as JPEG: one zip of every readable one, the unreadable one named,
+    and what the page added is the noise the library makes for the same words (the browser's own
+    JPEG encoder keeps most of it)."""
+    import io
+    import zipfile
+
+    from skimage import data
+
+    import t2ue
+
+    names = {"astronaut.jpg": data.astronaut(), "chelsea.png": data.chelsea()}
+    for name, pixels in names.items():
+        Image.fromarray(pixels).save(tmp_path / name, quality=95)
+    (tmp_path / "notes.jpg").write_text("a shopping list, not a photo")
+    text = "our holiday pictures"
+    page = browser.new_page(accept_downloads=True)
+    requests = []
+    page.on("request", lambda r: requests.append(r.post_data_buffer or b""))
+    page.goto(server)
+    page.get_by_label("Description").first.fill(text)
+    page.locator("#t2ue-zc-make").click()
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Noise ready')",
+                           timeout=60_000)
+    page.locator("#t2ue-format").select_option("jpeg")
+    page.locator("#t2ue-photo").set_input_files([str(tmp_path / n) for n in (*names, "notes.jpg")])
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected 2')",
+                           timeout=60_000)
+    status = page.locator("#t2ue-zc-status").inner_text()
+    assert "notes.jpg: this browser cannot read it" in status
+    assert page.locator("#t2ue-downloads a").count() == 2
+    with page.expect_download() as info:
+        page.locator("#t2ue-download").click()
+    assert info.value.suggested_filename == "protected.zip"
+    archive = zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes()))
+    assert archive.testzip() is None
+    assert sorted(archive.namelist()) == ["astronaut-protected.jpg", "chelsea-protected.jpg"]
+    noise = t2ue.noise_from_text([text], size=None)[0]
+    for name in names:
+        original = Image.open(tmp_path / name).convert("RGB")
+        protected = Image.open(io.BytesIO(archive.read(name.rsplit(".", 1)[0] + "-protected.jpg")))
+        assert protected.format == "JPEG" and protected.size == original.size
+        added = np.asarray(protected, dtype=float) - np.asarray(original, dtype=float)
+        expected = np.asarray(t2ue.apply_noise(original, noise), dtype=float) - np.asarray(original, dtype=float)
+        kept = float(np.corrcoef(added.ravel(), expected.ravel())[0, 1])
+        assert kept > 0.8, (name, kept)
+    photo_bytes = [(tmp_path / n).read_bytes() for n in names]
+    assert not any(chunk[4096:4160] in body for body in requests for chunk in photo_bytes)
+    page.close()
+
+
 def test_local_tab_reports_bad_files_and_protects_good_ones(server, browser, tmp_path):
     good = tmp_path / "cat.jpg"
     Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(good)

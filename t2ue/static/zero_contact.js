@@ -1,63 +1,152 @@
-// Zero-contact protection: the photo is read, perturbed and saved inside this page.
+// Zero-contact protection: photos are read, perturbed and saved inside this page.
 // Only the description went to the server; the noise came back as a PNG (value v -> (v/127.5 - 1) * epsilon).
 (function (root) {
   const photoInput = root.querySelector("#t2ue-photo");
+  const formatInput = root.querySelector("#t2ue-format");
   const status = root.querySelector("#t2ue-zc-status");
+  const list = root.querySelector("#t2ue-downloads");
   const link = root.querySelector("#t2ue-download");
   const preview = root.querySelector("#t2ue-preview");
   let noise = null;   // {epsilon, image: HTMLImageElement}
-  let photo = null;   // {bitmap, name}
+  let files = [];     // the chosen File objects; decoded one at a time when protected
+  let run = 0;        // a newer render makes an older one stop
 
   function say(text) { status.textContent = text; }
 
-  async function render() {
-    if (!noise || !photo) {
-      say(noise ? "Noise ready. Choose a photo: it stays in this browser." : "Type a description and make noise first.");
-      return;
-    }
-    const w = photo.bitmap.width, h = photo.bitmap.height;
+  function drop(anchor) {
+    if (anchor.href.startsWith("blob:")) URL.revokeObjectURL(anchor.href);
+  }
+
+  // Add the noise to one decoded photo: resize it to the photo (canvas, bilinear, like apply_noise),
+  // add in 8-bit levels and quantise after adding; alpha untouched.
+  function perturb(bitmap) {
+    const w = bitmap.width, h = bitmap.height;
     const canvas = document.createElement("canvas");
     canvas.width = w; canvas.height = h;
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
-    ctx.drawImage(photo.bitmap, 0, 0);
+    ctx.drawImage(bitmap, 0, 0);
     const pixels = ctx.getImageData(0, 0, w, h);
     const noiseCanvas = document.createElement("canvas");
     noiseCanvas.width = w; noiseCanvas.height = h;
     const nctx = noiseCanvas.getContext("2d", { willReadFrequently: true });
     nctx.imageSmoothingEnabled = true;
     nctx.imageSmoothingQuality = "high";
-    nctx.drawImage(noise.image, 0, 0, w, h);   // bilinear resize to the photo, like apply_noise
+    nctx.drawImage(noise.image, 0, 0, w, h);
     const delta = nctx.getImageData(0, 0, w, h).data;
     const p = pixels.data, scale = noise.epsilon * 255 / 127.5;
     for (let i = 0; i < p.length; i += 4) {
-      for (let c = 0; c < 3; c++) {           // quantise after adding; alpha untouched
+      for (let c = 0; c < 3; c++) {
         const v = p[i + c] + (delta[i + c] - 127.5) * scale;
         p[i + c] = Math.min(255, Math.max(0, Math.round(v)));
       }
     }
     ctx.putImageData(pixels, 0, 0);
-    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
-    if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
-    link.href = URL.createObjectURL(blob);
-    link.download = photo.name.replace(/\.[^.]+$/, "") + "-protected.png";
-    link.style.display = "inline-block";
-    preview.src = link.href;
-    preview.style.display = "block";
-    say(`Protected ${w}×${h} in this browser (±${Math.round(noise.epsilon * 255)}/255). Nothing was uploaded.`);
+    return canvas;
   }
 
-  photoInput.addEventListener("change", async () => {
-    const file = photoInput.files[0];
-    if (!file) return;
-    try {
-      photo = { bitmap: await createImageBitmap(file), name: file.name };
-    } catch (err) {
-      photo = null;
-      say(`${file.name}: this browser cannot read it as an image.`);
+  // PNG keeps the noise exactly; JPEG (quality 95, the browser's own encoder) is several times smaller.
+  function encode(canvas) {
+    const jpeg = formatInput.value === "jpeg";
+    return new Promise((resolve) => canvas.toBlob(resolve, jpeg ? "image/jpeg" : "image/png", 0.95))
+      .then((blob) => ({ blob, ext: jpeg ? "jpg" : "png" }));
+  }
+
+  // A zip of the protected copies, stored without compression (PNG and JPEG are compressed already).
+  const CRC = new Uint32Array(256).map((_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  function crc32(bytes) {
+    let c = 0xffffffff;
+    for (let i = 0; i < bytes.length; i++) c = CRC[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  }
+  const DOS_DATE = (1 << 5) | 1;  // 1980-01-01: no date of the user's is written
+  async function zip(entries) {
+    const parts = [], central = [];
+    let offset = 0;
+    for (const { name, blob } of entries) {
+      const data = new Uint8Array(await blob.arrayBuffer());
+      const utf8 = new TextEncoder().encode(name), crc = crc32(data);
+      const head = new DataView(new ArrayBuffer(30));
+      [[0, 0x04034b50, 4], [4, 20, 2], [6, 0x0800, 2], [12, DOS_DATE, 2], [14, crc, 4], [18, data.length, 4], [22, data.length, 4],
+       [26, utf8.length, 2]].forEach(([at, v, n]) => (n === 4 ? head.setUint32(at, v, true) : head.setUint16(at, v, true)));
+      const entry = new DataView(new ArrayBuffer(46));
+      [[0, 0x02014b50, 4], [4, 20, 2], [6, 20, 2], [8, 0x0800, 2], [14, DOS_DATE, 2], [16, crc, 4], [20, data.length, 4],
+       [24, data.length, 4], [28, utf8.length, 2], [42, offset, 4]]
+        .forEach(([at, v, n]) => (n === 4 ? entry.setUint32(at, v, true) : entry.setUint16(at, v, true)));
+      parts.push(head, utf8, data);
+      central.push(entry, utf8);
+      offset += 30 + utf8.length + data.length;
+    }
+    const size = central.reduce((s, part) => s + part.byteLength, 0);
+    const end = new DataView(new ArrayBuffer(22));
+    [[0, 0x06054b50, 4], [8, entries.length, 2], [10, entries.length, 2], [12, size, 4], [16, offset, 4]]
+      .forEach(([at, v, n]) => (n === 4 ? end.setUint32(at, v, true) : end.setUint16(at, v, true)));
+    return new Blob([...parts, ...central, end], { type: "application/zip" });
+  }
+
+  async function render() {
+    const mine = ++run;
+    if (!noise || !files.length) {
+      say(noise ? "Noise ready. Choose photos: they stay in this browser." : "Type a description and make noise first.");
       return;
     }
-    render();
-  });
+    for (const a of list.querySelectorAll("a")) drop(a);
+    list.replaceChildren();
+    link.style.display = "none";
+    const done = [], failed = [];
+    for (const [i, file] of files.entries()) {
+      say(`Protecting ${i + 1} of ${files.length} in this browser…`);
+      let bitmap;
+      try {
+        // upright as people see it (EXIF orientation); a browser that does not know the option decodes as before
+        bitmap = await createImageBitmap(file, { imageOrientation: "from-image" })
+          .catch((err) => (err instanceof TypeError ? createImageBitmap(file) : Promise.reject(err)));
+      } catch (err) {
+        failed.push(`${file.name}: this browser cannot read it as an image`);
+        continue;
+      }
+      const canvas = perturb(bitmap);
+      const size = `${bitmap.width}×${bitmap.height}`;
+      bitmap.close();
+      const { blob, ext } = await encode(canvas);
+      if (mine !== run) return;  // new noise or new photos arrived meanwhile
+      const name = file.name.replace(/\.[^.]+$/, "") + "-protected." + ext;
+      const item = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = name;
+      a.textContent = `${name} (${size})`;
+      item.append(a);
+      list.append(item);
+      done.push({ name, blob, href: a.href });
+    }
+    const last = done[done.length - 1];
+    const archive = done.length > 1 ? await zip(done) : null;
+    if (mine !== run) return;
+    drop(link);
+    if (archive) {
+      link.href = URL.createObjectURL(archive);
+      link.download = "protected.zip";
+      link.textContent = `Download all ${done.length} (protected.zip)`;
+    } else if (last) {
+      link.href = URL.createObjectURL(last.blob);
+      link.download = last.name;
+      link.textContent = "Download protected photo";
+    }
+    link.style.display = done.length ? "inline-block" : "none";
+    list.style.display = done.length > 1 ? "" : "none";  // one photo: its link above is the list
+    preview.src = last ? last.href : "";
+    preview.style.display = last ? "block" : "none";
+    const eps = Math.round(noise.epsilon * 255);
+    say((done.length ? `Protected ${done.length} photo${done.length > 1 ? "s" : ""} in this browser (±${eps}/255). ` +
+      "Nothing was uploaded." : "") + (failed.length ? ` Not protected: ${failed.join("; ")}.` : ""));
+  }
+
+  photoInput.addEventListener("change", () => { files = Array.from(photoInput.files); render(); });
+  formatInput.addEventListener("change", render);
 
   root.t2ueSetNoise = (payload) => {
     if (!payload) return;
