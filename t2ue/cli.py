@@ -12,11 +12,8 @@ from .privacy import set_offline_defaults
 set_offline_defaults()
 
 MODEL_NAMES = ("'default', 'robust' (survives recompression), 'robust-strong' (also trained against grayscale "
-               "and JPEG 10), 'robust-luma' (research: grey noise), 'robust-augment' (research: trained against UEraser's "
-               "augmentations), 'robust-ueraser' (research: trained against UEraser's worst copy), "
-               "'robust-shuffle' (research: trained against channel shuffle), 'robust-ueraser-surrogate' (research: "
-               "against UEraser's worst copy, with a surrogate trained under UEraser), 'robust-depth' (research: also trained "
-               "against 3-5-bit colour depth)")
+               "and JPEG 10), a research variant (robust-luma, robust-augment, robust-ueraser, robust-shuffle, "
+               "robust-ueraser-surrogate, robust-depth: the README says what each is and how it fared)")
 MODEL_HELP = f"Noise model: {MODEL_NAMES} or a folder."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -200,7 +197,7 @@ def protect(
     seed: int = typer.Option(0),
     mode: str = typer.Option("sample", help="sample, class or cluster."),
     epsilon: str = typer.Option(None, help="Budget, e.g. 8/255 (default: the model's)."),
-    jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality for JPEG, MPO and lossy WebP outputs."),
+    jpeg_quality: int = typer.Option(95, min=1, max=100, help="Quality of JPEG, MPO, HEIC, AVIF and lossy WebP copies."),
     clusters: int = typer.Option(8, help="--mode cluster: how many clusters to group the descriptions into."),
     cluster_dir: Path = typer.Option(None, help="--mode cluster: reuse the clusters in this folder if it exists, "
                                      "else fit them and save them there (default: those saved with the noise "

@@ -405,3 +405,10 @@ def test_protect_file_keeps_the_colour_profile(tiny_noise_model_dir, tmp_path, n
     t2ue.api.protect_file(tmp_path / name, tmp_path / "out" / name, "a blue card", model=tiny_noise_model_dir)
     with Image.open(tmp_path / "out" / name) as copy:
         assert copy.info.get("icc_profile") == profile
+
+
+def test_cli_help_names_every_bundled_model():
+    from t2ue.api import BUNDLED_MODELS
+    from t2ue.cli import MODEL_NAMES
+
+    assert all(f"{name}" in MODEL_NAMES for name in BUNDLED_MODELS)
