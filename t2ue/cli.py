@@ -363,7 +363,8 @@ def _split_list(text: str | None, kind=str) -> list | None:
 @app.command()
 def evaluate(
     config: Path = typer.Option(None, "--config", help="A plan JSON (see eval/configs); flags below override it."),
-    data: str = typer.Option(None, help="openclipart, fashion-mnist, a CSV/JSONL, a Karpathy JSON or an image folder."),
+    data: str = typer.Option(None, help="openclipart, fashion-mnist, a CSV/JSONL, a Karpathy JSON, an image folder or "
+                             "WebDataset tar shards."),
     method: list[str] = typer.Option(None, "--method", help="Repeatable: none, random, t2ue, t2ue:mode=class, "
                                      "t2ue:model=FOLDER…"),
     victim: list[str] = typer.Option(None, "--victim", help="Repeatable: clip:victim-vit-tiny, clip:victim-rn-tiny, "
