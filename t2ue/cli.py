@@ -464,8 +464,8 @@ def report(
 @app.command()
 def verify(
     model: str = typer.Argument("default", help=MODEL_HELP),
-    data: str = typer.Option("openclipart", help="Your kind of data: a built-in set, CSV/JSONL, Karpathy JSON "
-                             "or image folder."),
+    data: str = typer.Option("openclipart", help="Your kind of data: a built-in set, CSV/JSONL, Karpathy JSON, "
+                             "image folder or tar shards."),
     pairs: int = typer.Option(1000, help="Training pairs for the small victims."),
     test_pairs: int = typer.Option(500),
     epochs: int = typer.Option(10),
