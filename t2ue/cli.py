@@ -149,14 +149,16 @@ def _read_descriptions(path: Path) -> list[str]:
     return texts
 
 
-def _read_captions(path: Path) -> dict[str, str]:
-    """Captions file: CSV with columns image,caption (or JSONL); keys are file names."""
+def _read_captions(path: Path) -> tuple[dict[str, str], list[Path]]:
+    """Captions file: CSV with columns image,caption (or JSONL). The captions by file name, and the
+    images the file lists (relative to its folder unless absolute)."""
     from .data import read_rows
 
     rows = read_rows(path)
     try:
-        return {Path(r["image"]).name: r["caption"] for r in rows}
-    except KeyError as err:
+        listed = [path.parent / r["image"] for r in rows]  # an absolute image path stays as it is
+        return {Path(r["image"]).name: r["caption"] for r in rows}, listed
+    except (KeyError, TypeError) as err:
         raise ValueError(f"{path}: needs columns 'image' and 'caption'") from err
 
 
@@ -188,8 +190,9 @@ def _expand_photos(paths: list[Path]) -> tuple[list[Path], int]:
 
 @app.command()
 def protect(
-    photos: list[Path] = typer.Argument(..., help="Photos to protect; a folder stands for the images in it, and "
-                                        "a pattern such as photos/*.jpg is expanded where the shell does not."),
+    photos: list[Path] = typer.Argument(None, help="Photos to protect; a folder stands for the images in it, and "
+                                        "a pattern such as photos/*.jpg is expanded where the shell does not. "
+                                        "With --captions they may be left out: the images the file lists."),
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for the protected copies."),
     text: str = typer.Option(None, "--text", help="One description for every photo."),
     captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo."),
@@ -214,6 +217,17 @@ def protect(
     if text is not None and not text.strip():
         _err("--text is empty: the noise is made from the description, so give one")
         raise typer.Exit(2)
+    by_name: dict[str, str] = {}
+    if captions is not None:
+        try:
+            by_name, listed = _read_captions(captions)
+        except (ValueError, OSError) as err:
+            _err(str(err))
+            raise typer.Exit(2) from err
+        photos = photos or listed
+    if not photos:
+        _err("give the photos to protect")
+        raise typer.Exit(2)
     photos, unmatched = _expand_photos(photos)
     if not photos:
         _err("no photo to protect")
@@ -222,7 +236,6 @@ def protect(
         if output_dir.exists() and not output_dir.is_dir():
             raise ValueError(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
         output_dir.mkdir(parents=True, exist_ok=True)
-        by_name = _read_captions(captions) if captions else {}
         noise_model = load_noise_model(model)
         fitted = None
         if separate != "none" and mode != "cluster":

@@ -120,6 +120,23 @@ def test_cli_protect_end_to_end(tiny_noise_model_dir, tmp_path):
     assert {p.name: p.read_bytes() for p in src.iterdir()} == originals  # inputs untouched
 
 
+def test_cli_protect_takes_the_photos_a_captions_file_lists(tiny_noise_model_dir, tmp_path):
+    """Without photo arguments, --captions protects the images it names (relative to its own folder), and a
+    listed file that is missing is named while the others go through."""
+    (tmp_path / "album").mkdir()
+    Image.new("RGB", (20, 16), (200, 100, 50)).save(tmp_path / "album" / "beach.jpg", quality=95)
+    Image.new("RGB", (12, 12), (20, 100, 150)).save(tmp_path / "album" / "lake.png")
+    captions = tmp_path / "album" / "captions.csv"
+    captions.write_text("image,caption\nbeach.jpg,us on the beach\nlake.png,a lake at dawn\ngone.jpg,a lost one\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["protect", "--captions", str(captions), "-o", str(out),
+                                 "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "gone.jpg: no such file" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["beach.jpg", "lake.png"]
+    result = runner.invoke(app, ["protect", "-o", str(out), "--text", "x", "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 2 and "give the photos to protect" in result.output
+
+
 def test_cli_protect_refuses_to_overwrite_inputs(tiny_noise_model_dir, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     before = (tmp_path / "x.png").read_bytes()
