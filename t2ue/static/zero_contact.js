@@ -141,8 +141,11 @@
     preview.src = last ? last.href : "";
     preview.style.display = last ? "block" : "none";
     const eps = Math.round(noise.epsilon * 255);
-    say((done.length ? `Protected ${done.length} photo${done.length > 1 ? "s" : ""} in this browser (±${eps}/255). ` +
-      "Nothing was uploaded." : "") + (failed.length ? ` Not protected: ${failed.join("; ")}.` : ""));
+    const parts = [];
+    if (done.length) parts.push(`Protected ${done.length} photo${done.length > 1 ? "s" : ""} in this browser ` +
+      `(±${eps}/255). Nothing was uploaded.`);
+    if (failed.length) parts.push(`Not protected: ${failed.join("; ")}.`);
+    say(parts.join(" "));
   }
 
   photoInput.addEventListener("change", () => { files = Array.from(photoInput.files); render(); });
