@@ -131,7 +131,6 @@ class ResizedNoise:
             tensor = tensor[0]
         if tensor.ndim != 3 or tensor.shape[0] != 3:
             raise ValueError(f"noise must have shape (3, H, W); got {tuple(tensor.shape)}")
-        self.shape = (height, width, 3)
         self.bound = float(tensor.abs().max())
         h, w = tensor.shape[1:]
         if (h, w) == (height, width):
@@ -176,6 +175,11 @@ def add_noise_uint8(pixels: np.ndarray, delta: np.ndarray | ResizedNoise, band: 
     return out
 
 
+def _channel_mean(band: np.ndarray) -> np.ndarray:
+    """The grey part of a band of RGB noise: what a grey image receives."""
+    return band.mean(axis=2)
+
+
 def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.Image:
     """Add a perturbation to an image of any size; return an image of the same size and mode.
 
@@ -200,10 +204,10 @@ def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.I
         out = pixels.copy()
         out[..., :3] = add_noise_uint8(pixels[..., :3], delta)
     elif mode == "L":
-        out = add_noise_uint8(pixels, delta, transform=lambda band: band.mean(axis=2))
+        out = add_noise_uint8(pixels, delta, transform=_channel_mean)
     elif mode == "LA":
         out = pixels.copy()
-        out[..., 0] = add_noise_uint8(pixels[..., 0], delta, transform=lambda band: band.mean(axis=2))
+        out[..., 0] = add_noise_uint8(pixels[..., 0], delta, transform=_channel_mean)
     else:  # CMYK: C = 1 - R, so the RGB perturbation enters C, M, Y negated; K is left alone
         out = pixels.copy()
         out[..., :3] = add_noise_uint8(pixels[..., :3], delta, transform=np.negative)

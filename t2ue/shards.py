@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 SHARD_SUFFIXES = (".tar",)
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "heic", "heif", "avif")
 _BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")
 
 
@@ -79,32 +78,28 @@ def is_shard_spec(spec: str) -> bool:
     folder whose files are shards."""
     if spec.endswith(SHARD_SUFFIXES) or _BRACES.search(spec):
         return True
+    from .data import IMAGE_SUFFIXES
+
     path = Path(spec)
-    return path.is_dir() and any(path.glob("*.tar")) and not any(
-        f.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS for f in path.iterdir())
+    return path.is_dir() and any(path.glob("*.tar")) and not any(f.suffix.lower() in IMAGE_SUFFIXES
+                                                                  for f in path.iterdir())
+
+
+def _expand_braces(name: str) -> list[str]:
+    """Every name a WebDataset brace range stands for (``{000..002}`` keeps its zero padding), in order."""
+    match = _BRACES.search(name)
+    if match is None:
+        return [name]
+    first, last = match.group(1), match.group(2)
+    if int(last) < int(first):
+        raise ValueError(f"{name}: the range {match.group(0)} runs backwards")
+    return [expanded for i in range(int(first), int(last) + 1)
+            for expanded in _expand_braces(name[:match.start()] + str(i).zfill(len(first)) + name[match.end():])]
 
 
 def expand_shards(spec: str) -> list[Path]:
-    """The shard files of a spec, in order; a brace range keeps its zero padding, as in WebDataset."""
-    if Path(spec).is_dir():
-        shards = sorted(Path(spec).glob("*.tar"))
-    else:
-        names = [spec]
-        while any(_BRACES.search(name) for name in names):
-            expanded = []
-            for name in names:
-                match = _BRACES.search(name)
-                if match is None:
-                    expanded.append(name)
-                    continue
-                first, last = match.group(1), match.group(2)
-                if int(last) < int(first):
-                    raise ValueError(f"{spec}: the range {match.group(0)} runs backwards")
-                width = len(first)
-                expanded += [name[:match.start()] + str(i).zfill(width) + name[match.end():]
-                             for i in range(int(first), int(last) + 1)]
-            names = expanded
-        shards = [Path(name) for name in names]
+    """The shard files of a spec (a folder's ``.tar`` files, or a name with brace ranges), in order."""
+    shards = sorted(Path(spec).glob("*.tar")) if Path(spec).is_dir() else [Path(n) for n in _expand_braces(spec)]
     missing = [str(s) for s in shards if not s.is_file()]
     if missing:
         raise FileNotFoundError(f"{spec}: {len(missing)} shard(s) missing, first {missing[0]}")
@@ -139,6 +134,8 @@ def index_shard(shard: Path) -> tuple[list[TarMember], list[str], list[str | Non
         archive = tarfile.open(shard, "r:")  # uncompressed only: members are then read by offset
     except tarfile.ReadError as error:
         raise ValueError(f"{shard}: not an uncompressed tar shard ({error}); decompress it first") from error
+    from .data import IMAGE_SUFFIXES
+
     samples: dict[str, dict] = {}
     with archive:
         for member in archive:
@@ -146,7 +143,7 @@ def index_shard(shard: Path) -> tuple[list[TarMember], list[str], list[str | Non
                 continue
             key, ext = _split_key(member.name)
             sample = samples.setdefault(key, {"texts": {}})
-            if ext in IMAGE_EXTENSIONS:
+            if f".{ext}" in IMAGE_SUFFIXES:
                 sample["image"] = TarMember(shard, member.name, member.offset_data, member.size)
             elif ext in ("txt", "json", "cls"):
                 sample["texts"][ext] = archive.extractfile(member).read()
