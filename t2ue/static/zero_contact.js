@@ -63,27 +63,30 @@
     return (c ^ 0xffffffff) >>> 0;
   }
   const DOS_DATE = (1 << 5) | 1;  // 1980-01-01: no date of the user's is written
+  // A little-endian zip record of ``size`` bytes: [offset, value, width in bytes] per field, zero elsewhere.
+  function record(size, fields) {
+    const view = new DataView(new ArrayBuffer(size));
+    for (const [at, value, width] of fields) {
+      if (width === 4) view.setUint32(at, value, true); else view.setUint16(at, value, true);
+    }
+    return view;
+  }
   async function zip(entries) {
     const parts = [], central = [];
     let offset = 0;
     for (const { name, blob } of entries) {
       const data = new Uint8Array(await blob.arrayBuffer());
       const utf8 = new TextEncoder().encode(name), crc = crc32(data);
-      const head = new DataView(new ArrayBuffer(30));
-      [[0, 0x04034b50, 4], [4, 20, 2], [6, 0x0800, 2], [12, DOS_DATE, 2], [14, crc, 4], [18, data.length, 4], [22, data.length, 4],
-       [26, utf8.length, 2]].forEach(([at, v, n]) => (n === 4 ? head.setUint32(at, v, true) : head.setUint16(at, v, true)));
-      const entry = new DataView(new ArrayBuffer(46));
-      [[0, 0x02014b50, 4], [4, 20, 2], [6, 20, 2], [8, 0x0800, 2], [14, DOS_DATE, 2], [16, crc, 4], [20, data.length, 4],
-       [24, data.length, 4], [28, utf8.length, 2], [42, offset, 4]]
-        .forEach(([at, v, n]) => (n === 4 ? entry.setUint32(at, v, true) : entry.setUint16(at, v, true)));
-      parts.push(head, utf8, data);
-      central.push(entry, utf8);
+      parts.push(record(30, [[0, 0x04034b50, 4], [4, 20, 2], [6, 0x0800, 2], [12, DOS_DATE, 2], [14, crc, 4],
+                             [18, data.length, 4], [22, data.length, 4], [26, utf8.length, 2]]), utf8, data);
+      central.push(record(46, [[0, 0x02014b50, 4], [4, 20, 2], [6, 20, 2], [8, 0x0800, 2], [14, DOS_DATE, 2],
+                               [16, crc, 4], [20, data.length, 4], [24, data.length, 4], [28, utf8.length, 2],
+                               [42, offset, 4]]), utf8);
       offset += 30 + utf8.length + data.length;
     }
     const size = central.reduce((s, part) => s + part.byteLength, 0);
-    const end = new DataView(new ArrayBuffer(22));
-    [[0, 0x06054b50, 4], [8, entries.length, 2], [10, entries.length, 2], [12, size, 4], [16, offset, 4]]
-      .forEach(([at, v, n]) => (n === 4 ? end.setUint32(at, v, true) : end.setUint16(at, v, true)));
+    const end = record(22, [[0, 0x06054b50, 4], [8, entries.length, 2], [10, entries.length, 2], [12, size, 4],
+                            [16, offset, 4]]);
     return new Blob([...parts, ...central, end], { type: "application/zip" });
   }
 
