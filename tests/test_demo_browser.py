@@ -64,13 +64,18 @@ def browser():
         b.close()
 
 
-def _protect_in_page(page, server: str, photo: Path, text: str, out: Path) -> None:
-    """Make noise for ``text``, choose ``photo`` in the zero-contact tab and save the download to ``out``."""
+def _make_noise(page, server: str, text: str) -> None:
+    """Open the zero-contact tab and have the server make noise for ``text``."""
     page.goto(server)
     page.get_by_label("Description").first.fill(text)
     page.locator("#t2ue-zc-make").click()
     page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Noise ready')",
                            timeout=60_000)
+
+
+def _protect_in_page(page, server: str, photo: Path, text: str, out: Path) -> None:
+    """Make noise for ``text``, choose ``photo`` in the zero-contact tab and save the download to ``out``."""
+    _make_noise(page, server, text)
     page.locator("#t2ue-photo").set_input_files(str(photo))
     page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected')",
                            timeout=60_000)
@@ -152,11 +157,7 @@ def test_zero_contact_protects_an_album_into_one_zip(server, browser, tmp_path):
     page = browser.new_page(accept_downloads=True)
     requests = []
     page.on("request", lambda r: requests.append(r.post_data_buffer or b""))
-    page.goto(server)
-    page.get_by_label("Description").first.fill(text)
-    page.locator("#t2ue-zc-make").click()
-    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Noise ready')",
-                           timeout=60_000)
+    _make_noise(page, server, text)
     page.locator("#t2ue-format").select_option("jpeg")
     page.locator("#t2ue-photo").set_input_files([str(tmp_path / n) for n in (*names, "notes.jpg")])
     page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected 2')",
