@@ -149,45 +149,6 @@ def _read_descriptions(path: Path) -> list[str]:
     return texts
 
 
-def _read_captions(path: Path) -> tuple[dict[str, str], list[Path]]:
-    """Captions file: CSV with columns image,caption (or JSONL). The captions by file name, and the
-    images the file lists (relative to its folder unless absolute)."""
-    from .data import read_rows
-
-    rows = read_rows(path)
-    try:
-        listed = [path.parent / r["image"] for r in rows]  # an absolute image path stays as it is
-        return {Path(r["image"]).name: r["caption"] for r in rows}, listed
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: needs columns 'image' and 'caption'") from err
-
-
-def _expand_photos(paths: list[Path]) -> tuple[list[Path], int]:
-    """The photo files the arguments name: a folder stands for the image files directly in it (hidden
-    ones left out), a pattern that names no file is globbed (cmd.exe and PowerShell pass ``*.jpg`` as
-    is). An argument that yields nothing is reported; returns the files and how many arguments failed."""
-    import glob
-
-    from .data import IMAGE_SUFFIXES
-
-    files, failures = [], 0
-    for path in paths:
-        if path.is_dir():
-            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not f.name.startswith("."))
-            problem = f"{path}: a folder with no images ({', '.join(IMAGE_SUFFIXES)})"
-        elif not path.exists() and glob.has_magic(str(path)):
-            found = sorted(Path(f) for f in glob.glob(str(path)) if Path(f).is_file())
-            problem = f"{path}: no file matches"
-        else:
-            found, problem = [path], ""
-        if not found:
-            failures += 1
-            _err(problem)
-        files += found
-    return files, failures
-
-
 @app.command()
 def protect(
     photos: list[Path] = typer.Argument(None, help="Photos to protect; a folder stands for the images in it, and "
@@ -195,7 +156,12 @@ def protect(
                                         "With --captions they may be left out: the images the file lists."),
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Folder for the protected copies."),
     text: str = typer.Option(None, "--text", help="One description for every photo."),
-    captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo."),
+    captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo (matched by "
+                                  "path, else by file name)."),
+    recursive: bool = typer.Option(False, "-r", "--recursive", help="Folders' sub-folders too; every copy keeps "
+                                   "its path relative to the folder (or as the captions file lists it)."),
+    skip_existing: bool = typer.Option(False, help="Leave copies already in the output folder as they are (resumes "
+                                       "an interrupted album; copies are written whole or not at all)."),
     model: str = typer.Option("default", help=MODEL_HELP),
     seed: int = typer.Option(0),
     mode: str = typer.Option("sample", help="sample, class or cluster."),
@@ -210,6 +176,7 @@ def protect(
     """Protect photos on this machine; each copy keeps its name, size, format and orientation."""
     from .api import load_noise_model, protect_file
     from .images import ImageError, psnr
+    from .photos import Captions, find_photos
 
     if (text is None) == (captions is None):
         _err("give exactly one of --text or --captions")
@@ -217,21 +184,27 @@ def protect(
     if text is not None and not text.strip():
         _err("--text is empty: the noise is made from the description, so give one")
         raise typer.Exit(2)
-    by_name: dict[str, str] = {}
+    listed = None
     if captions is not None:
         try:
-            by_name, listed = _read_captions(captions)
+            listed = Captions(captions)
         except (ValueError, OSError) as err:
             _err(str(err))
             raise typer.Exit(2) from err
-        photos = photos or listed
-    if not photos:
+    if not photos and listed is None:
         _err("give the photos to protect")
         raise typer.Exit(2)
-    photos, unmatched = _expand_photos(photos)
-    if not photos:
+    found, problems = find_photos(photos, recursive=recursive, output_dir=output_dir) if photos else (
+        listed.photos(recursive), [])
+    for problem in problems:
+        _err(problem)
+    if not found:
         _err("no photo to protect")
         raise typer.Exit(1)
+
+    def description(photo: Path) -> str:
+        return text if listed is None else listed.caption(photo)
+
     try:
         if output_dir.exists() and not output_dir.is_dir():
             raise ValueError(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
@@ -246,35 +219,47 @@ def protect(
             fitted = noise_model.clusters
             typer.echo(f"using the {fitted.k} clusters saved with the noise model")
         elif mode == "cluster":
-            descriptions = [text] if text is not None else [c for p in photos if (c := by_name.get(p.name))]
-            fitted = _cluster_noise(noise_model, descriptions, clusters, cluster_dir or output_dir / "clusters", seed,
+            texts = []
+            for photo in found:
+                try:
+                    texts.append(description(photo.source))
+                except LookupError:
+                    pass  # named when that photo's turn comes
+            fitted = _cluster_noise(noise_model, texts, clusters, cluster_dir or output_dir / "clusters", seed,
                                     separate)
     except (ValueError, FileNotFoundError, OSError) as err:
         _err(str(err))
         raise typer.Exit(2) from err
-    inputs = {p.resolve() for p in photos}
+    inputs = {p.source.resolve() for p in found}
     written: dict[str, Path] = {}
-    failures = 0
-    for photo in photos:
-        target = output_dir / photo.name
+    failures = kept = 0
+    for photo in found:
+        source, target = photo.source, output_dir.joinpath(*photo.copy.parts)
         try:
-            if target.resolve() in inputs or (target.exists() and target.samefile(photo)):
-                raise ImageError(f"{photo}: output would overwrite an input; choose another --output-dir")
-            if photo.name in written:
-                raise ImageError(f"{photo}: has the same file name as {written[photo.name]}, whose protected copy "
-                                 f"{target} this would overwrite; protect them into different --output-dir")
-            written[photo.name] = photo
-            description = text if text is not None else by_name.get(photo.name)
-            if not description or not description.strip():
-                raise ImageError(f"{photo}: no caption for this file in {captions}")
-            original, protected = protect_file(photo, target, description, model=noise_model, seed=seed, mode=mode,
+            if target.resolve() in inputs or (target.exists() and target.samefile(source)):
+                raise ImageError(f"{source}: output would overwrite an input; choose another --output-dir")
+            key = photo.copy.as_posix().casefold()  # one file on macOS and Windows
+            if key in written:
+                same = "file name" if len(photo.copy.parts) == 1 else "path under its folder"
+                raise ImageError(f"{source}: has the same {same} as {written[key]}, whose protected copy {target} "
+                                 "this would overwrite; protect them into different --output-dir")
+            written[key] = source
+            if skip_existing and target.exists():
+                kept += 1
+                typer.echo(f"{target}  already there, kept")
+                continue
+            words = description(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            original, protected = protect_file(source, target, words, model=noise_model, seed=seed, mode=mode,
                                                epsilon=epsilon, jpeg_quality=jpeg_quality, clusters=fitted)
             typer.echo(f"{target}  PSNR {psnr(original, protected):.1f} dB")
-        except (ImageError, ValueError, OSError) as err:
+        except (ImageError, LookupError, ValueError, OSError) as err:
             failures += 1
-            _err(str(err) if str(photo) in str(err) else f"{photo}: {err}")
-    if failures or unmatched:
-        typer.echo(f"{len(photos) - failures} protected, {failures + unmatched} failed", err=True)
+            _err(str(err) if str(source) in str(err) else f"{source}: {err}")
+    if failures or problems:
+        done = len(found) - failures - kept
+        typer.echo(f"{done} protected, {kept} kept, {failures + len(problems)} failed" if kept else
+                   f"{done} protected, {failures + len(problems)} failed", err=True)
         raise typer.Exit(1)
 
 

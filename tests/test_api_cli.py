@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -157,6 +158,76 @@ def test_cli_protect_keeps_both_copies_of_same_named_photos(tiny_noise_model_dir
     assert result.exit_code == 1 and "same file name" in result.output
     with Image.open(out / "x.png") as kept:
         assert kept.getpixel((0, 0))[0] > 150  # the red one from folder a, not overwritten by b
+
+
+def _album(root, names):
+    """Small PNGs of different colours at the given paths under root."""
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (10, 8), (40 + 50 * i, 200 - 40 * i, 90)).save(root / name)
+
+
+def test_cli_protect_recursive_mirrors_the_album_and_resumes(tiny_noise_model_dir, tmp_path):
+    """-r walks sub-folders (not hidden ones, not the output folder inside the album); two photos of one
+    name in different folders both get copies at their own paths; --skip-existing leaves done copies be."""
+    album = tmp_path / "album"
+    _album(album, ["top.png", "2025/IMG_1.png", "2026/IMG_1.png", "2026/trip/x.png", ".cache/hidden.png"])
+    out = album / "protected"
+    args = ["protect", str(album), "-r", "--text", "our holidays", "-o", str(out), "--model", str(tiny_noise_model_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    copies = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert copies == ["2025/IMG_1.png", "2026/IMG_1.png", "2026/trip/x.png", "top.png"]
+    with Image.open(album / "2026/IMG_1.png") as original, Image.open(out / "2026/IMG_1.png") as copy:
+        expected = t2ue.protect(original, "our holidays", model=tiny_noise_model_dir)
+        assert np.array_equal(np.asarray(copy), np.asarray(expected))
+    before = {c: (out / c).stat().st_mtime_ns for c in copies}
+    (out / "top.png").unlink()
+    result = runner.invoke(app, [*args, "--skip-existing"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("already there, kept") == 3 and "protected/protected" not in result.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == copies  # its own copies not walked
+    assert all((out / c).stat().st_mtime_ns == before[c] for c in copies if c != "top.png")
+    shutil.rmtree(out)  # else the pattern below finds the copies too, as it should
+    result = runner.invoke(app, ["protect", str(album / "**" / "IMG_*.png"), "-r", "--text", "x", "-o",
+                                 str(tmp_path / "globbed"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "globbed").as_posix() for p in (tmp_path / "globbed").rglob("*.png")) == [
+        "2025/IMG_1.png", "2026/IMG_1.png"]
+
+
+def test_cli_protect_captions_match_by_path_before_name(tiny_noise_model_dir, tmp_path):
+    """A captions file listing two photos of one name gives each its own caption (by path); a photo of that
+    name from elsewhere is refused with both listed, not given one of them at random."""
+    album = tmp_path / "album"
+    _album(album, ["2025/IMG_1.png", "2026/IMG_1.png"])
+    captions = album / "captions.csv"
+    captions.write_text("image,caption\n2025/IMG_1.png,the old harbour\n2026/IMG_1.png,my sister's wedding\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["protect", "--captions", str(captions), "-r", "-o", str(out),
+                                 "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 0, result.output
+    for name, caption in (("2025/IMG_1.png", "the old harbour"), ("2026/IMG_1.png", "my sister's wedding")):
+        with Image.open(album / name) as original, Image.open(out / name) as copy:
+            expected = t2ue.protect(original, caption, model=tiny_noise_model_dir)
+            assert np.array_equal(np.asarray(copy), np.asarray(expected))
+    result = runner.invoke(app, ["protect", str(album / "2025/IMG_1.png"), "--captions", str(captions), "-o",
+                                 str(tmp_path / "one"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 0, result.output  # given by its path: its own caption
+    _album(tmp_path / "elsewhere", ["IMG_1.png"])
+    result = runner.invoke(app, ["protect", str(tmp_path / "elsewhere/IMG_1.png"), "--captions", str(captions),
+                                 "-o", str(tmp_path / "o2"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "lists 2 photos of this name" in result.output
+    assert not list((tmp_path / "o2").iterdir())
+
+
+def test_cli_protect_same_name_in_another_case_is_one_file(tiny_noise_model_dir, tmp_path):
+    """On macOS and Windows A.png and a.png are one file: the second copy is refused, the first kept."""
+    _album(tmp_path, ["one/A.png", "two/a.png"])
+    result = runner.invoke(app, ["protect", str(tmp_path / "one"), str(tmp_path / "two"), "--text", "a card",
+                                 "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
+    assert result.exit_code == 1 and "same file name" in result.output and "1 protected, 1 failed" in result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["A.png"]
 
 
 def test_cli_protect_needs_text_or_captions(tmp_path):

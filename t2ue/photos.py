@@ -1,0 +1,125 @@
+"""Which photos a `t2ue protect` command names, where each protected copy goes, and its caption.
+
+A folder stands for the images in it (with ``recursive``, in its sub-folders too, each copy keeping its
+path relative to the folder); a pattern the shell left unexpanded is globbed; a captions file may list
+the photos itself. Copies land in one output folder, so two photos that would share a copy's path are
+caught here, before anything is written — compared without case, as macOS and Windows compare names.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .data import IMAGE_SUFFIXES, read_rows
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo to protect: where it is, and its copy's path under the output folder."""
+
+    source: Path
+    copy: PurePosixPath
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and (path == folder or folder in path.parents)
+
+
+def _folder_images(folder: Path, recursive: bool, skip: Path | None) -> list[Path]:
+    """Image files in a folder, hidden files and folders left out; with ``recursive`` its sub-folders'
+    too (symbolic links to folders not followed, so a link loop cannot trap the walk), but never those
+    inside ``skip`` (the output folder, so that a second run does not protect its own copies)."""
+    if not recursive:
+        return sorted(f for f in folder.iterdir() if _is_image(f))
+    found = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _inside((here / d).resolve(), skip))
+        found += [here / f for f in sorted(files) if _is_image(here / f)]
+    return found
+
+
+def _glob_base(pattern: str) -> Path:
+    """The part of a pattern before its first wildcard: what a globbed file's copy path is relative to."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    return Path(*parts[:first]) if first else Path(".")
+
+
+def _relative(path: Path, base: Path) -> PurePosixPath:
+    return PurePosixPath(path.relative_to(base).as_posix())
+
+
+def find_photos(paths: list[Path], *, recursive: bool = False,
+                output_dir: Path | None = None) -> tuple[list[Photo], list[str]]:
+    """The photos the arguments name, and one message for each argument that names none.
+
+    A copy keeps only the file name, unless ``recursive``: then a folder's images keep their path
+    relative to it, and a pattern's matches (``**`` reaches into sub-folders) theirs relative to the
+    pattern's fixed part."""
+    skip = output_dir.resolve() if output_dir is not None else None
+    photos, problems = [], []
+    for path in paths:
+        if path.is_dir():
+            found = [Photo(f, _relative(f, path) if recursive else PurePosixPath(f.name))
+                     for f in _folder_images(path, recursive, skip)]
+            problem = f"{path}: a folder with no images ({', '.join(IMAGE_SUFFIXES)})"
+        elif not path.exists() and glob.has_magic(str(path)):
+            base = _glob_base(str(path))
+            matches = sorted(Path(f) for f in glob.glob(str(path), recursive=recursive))
+            found = [Photo(f, _relative(f, base) if recursive else PurePosixPath(f.name))
+                     for f in matches if f.is_file() and not (recursive and _inside(f.resolve(), skip))]
+            problem = f"{path}: no file matches"
+        else:
+            found, problem = [Photo(path, PurePosixPath(path.name))], ""
+        if not found:
+            problems.append(problem)
+        photos += found
+    return photos, problems
+
+
+class Captions:
+    """A captions file (CSV with columns image,caption, or JSONL): each photo's description.
+
+    A photo is matched by its path (the file's paths are relative to its folder unless absolute), else
+    by its file name when the file lists exactly one photo of that name."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            rows = [(Path(r["image"]), str(r["caption"])) for r in read_rows(path)]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: needs columns 'image' and 'caption'") from err
+        self.listed = [(path.parent / image, image) for image, _ in rows]  # an absolute path stays as it is
+        self._by_path = {os.path.normcase((path.parent / image).resolve()): text for image, text in rows}
+        self._by_name: dict[str, list[tuple[Path, str]]] = {}
+        for image, text in rows:
+            self._by_name.setdefault(image.name, []).append((image, text))
+
+    def photos(self, recursive: bool = False) -> list[Photo]:
+        """The photos the file lists; with ``recursive`` a copy keeps the path the file gives it
+        (when relative and inside the file's folder), else only its name."""
+        def copy(image: Path) -> PurePosixPath:
+            keep = recursive and not image.is_absolute() and ".." not in image.parts
+            return PurePosixPath(image.as_posix() if keep else image.name)
+        return [Photo(source, copy(image)) for source, image in self.listed]
+
+    def caption(self, photo: Path) -> str:
+        """The photo's caption; ``LookupError`` naming the photo when the file has none, or several by name."""
+        text = self._by_path.get(os.path.normcase(photo.resolve()))
+        if text is None:
+            named = self._by_name.get(photo.name, [])
+            if len(named) > 1:
+                listed = ", ".join(str(image) for image, _ in named)
+                raise LookupError(f"{photo}: {self.path} lists {len(named)} photos of this name ({listed}) and none "
+                                  "at this path; give the photos as the file lists them")
+            text = named[0][1] if named else None
+        if text is None or not text.strip():
+            raise LookupError(f"{photo}: no caption for this file in {self.path}")
+        return text
