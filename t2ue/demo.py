@@ -61,9 +61,19 @@ def noise_payload(text: str, model="default") -> str:
     return json.dumps({"epsilon": epsilon, "png": png, "size": list(levels.shape[:2])})
 
 
-def _amplified(original: Image.Image, protected: Image.Image, epsilon: float) -> Image.Image:
-    diff = np.asarray(protected.convert("RGB"), dtype=np.float32) - np.asarray(original.convert("RGB"), dtype=np.float32)
-    return Image.fromarray(noise_levels(diff / 255, epsilon))
+# The local tab's gallery shows photos at most this many pixels on their long side: the browser and
+# gradio's cache get a few megapixels per photo, not three full-size copies of a 50 MP one
+PREVIEW_SIDE = 2048
+
+
+def _previews(original: Image.Image, protected: Image.Image, epsilon: float) -> list[Image.Image]:
+    """Original, protected and their difference amplified to the full 0-255 range, for the gallery. The
+    difference is taken at every k-th pixel of both (not averaged), so that the preview shows the noise's
+    own values."""
+    step = max(1, -(-max(original.size) // PREVIEW_SIDE))
+    shown = [image.convert("RGB").reduce(step) if step > 1 else image.convert("RGB") for image in (original, protected)]
+    sampled = [np.asarray(image.convert("RGB"))[::step, ::step].astype(np.float32) for image in (original, protected)]
+    return [*shown, Image.fromarray(noise_levels((sampled[1] - sampled[0]) / 255, epsilon))]
 
 
 # How long the local tab keeps uploads and protected copies on disk (gradio's cache and its own folder)
@@ -101,9 +111,10 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
             target = out_dir / path.name
             original, protected = protect_file(path, target, text, model=model, epsilon=epsilon)
             outputs.append(str(target))
-            gallery += [(original.convert("RGB"), f"{path.name}: original"),
-                        (protected.convert("RGB"), f"{path.name}: protected"),
-                        (_amplified(original, protected, epsilon), f"{path.name}: noise, amplified")]
+            views = _previews(original, protected, epsilon)
+            scale = "" if views[0].size == original.size else f" (preview, {views[0].width} × {views[0].height})"
+            gallery += [(views[0], f"{path.name}: original{scale}"), (views[1], f"{path.name}: protected{scale}"),
+                        (views[2], f"{path.name}: noise, amplified{scale}")]
             rows.append([path.name, f"{psnr(original, protected):.2f}", f"{ssim(original, protected):.4f}", "ok"])
         except (ImageError, OSError, ValueError) as err:
             message = str(err).replace(str(path), path.name)  # the server's temp folder means nothing to the user

@@ -293,20 +293,54 @@ def noise_levels(delta: np.ndarray, bound: float) -> np.ndarray:
     return np.clip(np.rint((np.asarray(delta, dtype=np.float32) / bound + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
+_BAND_PIXELS = 1 << 18  # pixels per band of rows when a measure walks a large image
+
+
+def _rgb_rows(image: Image.Image, top: int, bottom: int) -> np.ndarray:
+    """Rows [top, bottom) of an image as 8-bit RGB."""
+    return np.asarray(image.crop((0, top, image.width, bottom)).convert("RGB"))
+
+
+def _band_rows(width: int) -> int:
+    return max(16, _BAND_PIXELS // max(width, 1))
+
+
 def psnr(original: Image.Image, protected: Image.Image) -> float:
-    """Peak signal-to-noise ratio in dB between two images of the same size (on RGB values)."""
-    a = np.asarray(original.convert("RGB"), dtype=np.float64)
-    b = np.asarray(protected.convert("RGB"), dtype=np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+    """Peak signal-to-noise ratio in dB between two images of the same size (on RGB values).
+
+    Summed exactly in integers over bands of rows, so that a 50-megapixel photo costs megabytes, not
+    gigabytes of float copies."""
+    width, height = original.size
+    step, sse = _band_rows(width), 0
+    for top in range(0, height, step):
+        bottom = min(height, top + step)
+        diff = _rgb_rows(original, top, bottom).astype(np.int32) - _rgb_rows(protected, top, bottom)
+        sse += int(np.einsum("ijk,ijk->", diff, diff, dtype=np.int64))
+    return float("inf") if sse == 0 else 10 * np.log10(255.0**2 * width * height * 3 / sse)
 
 
 def ssim(original: Image.Image, protected: Image.Image) -> float:
-    """Structural similarity (scikit-image, on 8-bit RGB) between two images of the same size."""
+    """Structural similarity (scikit-image's, 7 x 7 window, on 8-bit RGB) between two images of the same size.
+
+    A large image is measured in bands of rows that overlap by the window, each band's map kept where
+    the window lies inside it: the mean of the same map scikit-image computes for the whole image, in a
+    fraction of the memory."""
     from skimage.metrics import structural_similarity
 
-    a = np.asarray(original.convert("RGB"))
-    b = np.asarray(protected.convert("RGB"))
-    small = min(a.shape[0], a.shape[1])
-    win = min(7, small if small % 2 else small - 1)
-    return float(structural_similarity(a, b, channel_axis=2, data_range=255, win_size=max(win, 3)))
+    width, height = original.size
+    small = min(width, height)
+    win = max(min(7, small if small % 2 else small - 1), 3)
+    step = _band_rows(width)
+    if height <= step:
+        return float(structural_similarity(_rgb_rows(original, 0, height), _rgb_rows(protected, 0, height),
+                                           channel_axis=2, data_range=255, win_size=win))
+    pad, total = (win - 1) // 2, 0.0
+    for top in range(0, height, step):
+        bottom = min(height, top + step)
+        high = min(height, bottom + pad)
+        low = max(0, min(top - pad, high - win))  # a last band of a few rows still holds one window
+        _, local = structural_similarity(_rgb_rows(original, low, high), _rgb_rows(protected, low, high),
+                                         channel_axis=2, data_range=255, win_size=win, full=True)
+        first, last = max(top, pad), min(bottom, height - pad)  # rows whose window lies in the image
+        total += float(local[first - low:last - low, pad:width - pad].sum(dtype=np.float64))
+    return total / ((height - 2 * pad) * (width - 2 * pad) * 3)

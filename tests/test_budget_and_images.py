@@ -150,3 +150,24 @@ def test_psnr():
     a = Image.new("RGB", (4, 4), (100, 100, 100))
     b = Image.new("RGB", (4, 4), (101, 101, 101))
     assert psnr(a, b) == pytest.approx(48.13, abs=0.01)
+
+
+@pytest.mark.parametrize("shape", [(1025, 257), (300, 200), (37, 900), (6, 9)])
+def test_psnr_and_ssim_in_bands_equal_the_whole_image_measures(monkeypatch, shape):
+    """Measured band by band (small bands here, so that a last band of one row occurs), PSNR and SSIM are
+    the whole-image values: the float formula and scikit-image's SSIM on all pixels at once."""
+    from skimage.metrics import structural_similarity
+
+    from t2ue import images
+
+    monkeypatch.setattr(images, "_BAND_PIXELS", 1 << 12)
+    rng = np.random.default_rng(sum(shape))
+    a = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-8, 9, a.shape), 0, 255).astype(np.uint8)
+    whole_psnr = 10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2))
+    small = min(shape)
+    whole_ssim = structural_similarity(a, b, channel_axis=2, data_range=255,
+                                       win_size=max(min(7, small if small % 2 else small - 1), 3))
+    assert images.psnr(Image.fromarray(a), Image.fromarray(b)) == pytest.approx(whole_psnr, abs=1e-9)
+    assert images.ssim(Image.fromarray(a), Image.fromarray(b)) == pytest.approx(whole_ssim, abs=1e-12)
+    assert images.ssim(Image.fromarray(a).convert("L"), Image.fromarray(b).convert("L")) < 1

@@ -60,6 +60,25 @@ def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path)
         protect_uploads(paths[:3], "one\ntwo", 8, model=tiny_noise_model_dir, progress=gr.Progress())
 
 
+def test_local_tab_previews_a_large_photo_and_its_exact_noise(tiny_noise_model_dir, tmp_path):
+    """A photo wider than the preview side is shown reduced, and the amplified noise is the protected copy
+    minus the original at the sampled pixels, not an average that would smooth the noise away."""
+    from t2ue.demo import PREVIEW_SIDE, protect_uploads
+    from t2ue.images import noise_levels
+
+    width = 2 * PREVIEW_SIDE + 5  # shown at every third pixel: 1 367 x 7
+    photo = tmp_path / "wide.png"
+    pixels = np.random.default_rng(3).integers(0, 255, (21, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photo)
+    gallery, rows, outputs, _ = protect_uploads([str(photo)], "a striped scarf", 8, model=tiny_noise_model_dir,
+                                                progress=gr.Progress(), out_root=tmp_path)
+    assert rows[0][3] == "ok" and all(image.size == (1367, 7) for image, _ in gallery)
+    assert "preview" in gallery[0][1]
+    protected = np.asarray(Image.open(outputs[0]), dtype=np.float32)
+    diff = (protected - pixels)[::3, ::3] / 255
+    assert np.array_equal(np.asarray(gallery[2][0]), noise_levels(diff, 8 / 255))
+
+
 def test_local_tab_outputs_do_not_pile_up(tiny_noise_model_dir, tmp_path):
     """Protected copies go to a folder of the app's own, swept after an hour; gradio's cache is swept too."""
     import os
