@@ -71,18 +71,20 @@
     }
     return view;
   }
+  // The archive refers to the copies' own blobs, so an album is not held twice; only the one being
+  // checksummed is read into memory at a time.
   async function zip(entries) {
     const parts = [], central = [];
     let offset = 0;
     for (const { name, blob } of entries) {
-      const data = new Uint8Array(await blob.arrayBuffer());
-      const utf8 = new TextEncoder().encode(name), crc = crc32(data);
+      const crc = crc32(new Uint8Array(await blob.arrayBuffer()));
+      const utf8 = new TextEncoder().encode(name);
       parts.push(record(30, [[0, 0x04034b50, 4], [4, 20, 2], [6, 0x0800, 2], [12, DOS_DATE, 2], [14, crc, 4],
-                             [18, data.length, 4], [22, data.length, 4], [26, utf8.length, 2]]), utf8, data);
+                             [18, blob.size, 4], [22, blob.size, 4], [26, utf8.length, 2]]), utf8, blob);
       central.push(record(46, [[0, 0x02014b50, 4], [4, 20, 2], [6, 20, 2], [8, 0x0800, 2], [14, DOS_DATE, 2],
-                               [16, crc, 4], [20, data.length, 4], [24, data.length, 4], [28, utf8.length, 2],
+                               [16, crc, 4], [20, blob.size, 4], [24, blob.size, 4], [28, utf8.length, 2],
                                [42, offset, 4]]), utf8);
-      offset += 30 + utf8.length + data.length;
+      offset += 30 + utf8.length + blob.size;
     }
     const size = central.reduce((s, part) => s + part.byteLength, 0);
     const end = record(22, [[0, 0x06054b50, 4], [8, entries.length, 2], [10, entries.length, 2], [12, size, 4],
