@@ -30,8 +30,8 @@ BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", 
                                                                         "robust-ueraser", "robust-shuffle",
                                                                         "robust-ueraser-surrogate", "robust-depth")}
 
-__all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "load_noise_model", "DEFAULT_MODEL_DIR",
-           "BUNDLED_MODELS"]
+__all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "protect_file_with_noise", "load_noise_model",
+           "DEFAULT_MODEL_DIR", "BUNDLED_MODELS"]
 
 
 MODES = ("sample", "class", "cluster")
@@ -138,11 +138,19 @@ def protect_file(source: str | os.PathLike, target: str | os.PathLike, text: str
     so that what a caller measures is what was written, lossy formats included. Deciding whether
     ``target`` may be written (never over an input) is the caller's job.
     """
+    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
+    return protect_file_with_noise(source, target, noise[0], jpeg_quality=jpeg_quality)
+
+
+def protect_file_with_noise(source: str | os.PathLike, target: str | os.PathLike, noise: torch.Tensor, *,
+                            jpeg_quality: int = 95) -> tuple[Image.Image, Image.Image]:
+    """:func:`protect_file` with the noise already made (one (3, h, w) tensor from :func:`noise_from_text`),
+    so that an album's noise can be made in one batch and its photos written in parallel: this part holds
+    no model and is safe to run in several threads at once."""
     loaded = load_image(source)
     if loaded.format == "GIF":
         raise ImageError(f"{source}: {GIF_REFUSED}")
-    noise = noise_from_text([text], size=None, model=model, seed=seed, mode=mode, epsilon=epsilon, clusters=clusters)
-    protected = [apply_noise(frame, noise[0]) for frame in loaded.frames]
+    protected = [apply_noise(frame, noise) for frame in loaded.frames]
     save_image(protected[0], target, format=loaded.format, info=loaded.info, jpeg_quality=jpeg_quality,
                more_frames=protected[1:])
     with Image.open(target) as written:  # the first frame only, as a viewer decodes it

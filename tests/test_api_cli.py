@@ -221,6 +221,31 @@ def test_cli_protect_captions_match_by_path_before_name(tiny_noise_model_dir, tm
     assert not list((tmp_path / "o2").iterdir())
 
 
+def test_cli_protect_in_parallel_writes_what_one_at_a_time_writes(tiny_noise_model_dir, tmp_path):
+    """--jobs 3 writes the same bytes as --jobs 1, reports in the photos' order and still names the bad file;
+    noise made for a batch of photos at once is each photo's own (class mode: each caption a label)."""
+    album = tmp_path / "album"
+    names = [f"p{i}.png" for i in range(6)]
+    _album(album, names)
+    (album / "p3.png").write_bytes(b"not a png")
+    captions = album / "captions.csv"
+    captions.write_text("image,caption\n" + "".join(f"{n},{['shirt', 'coat', 'sandal'][i % 3]}\n"
+                                                      for i, n in enumerate(names)))
+    outputs = {}
+    for jobs in (1, 3):
+        out = tmp_path / f"out{jobs}"
+        result = runner.invoke(app, ["protect", "--captions", str(captions), "--mode", "class", "-j", str(jobs),
+                                     "-o", str(out), "--model", str(tiny_noise_model_dir)])
+        assert result.exit_code == 1 and "p3.png" in result.output and "5 protected, 1 failed" in result.output
+        reported = [line.split()[0] for line in result.output.splitlines() if "PSNR" in line]
+        assert reported == [str(out / n) for n in names if n != "p3.png"]
+        outputs[jobs] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert outputs[1] == outputs[3] and len(outputs[1]) == 5
+    with Image.open(album / "p4.png") as original, Image.open(tmp_path / "out3" / "p4.png") as copy:
+        expected = t2ue.protect(original, "coat", model=tiny_noise_model_dir, mode="class")
+        assert np.array_equal(np.asarray(copy), np.asarray(expected))
+
+
 def test_cli_protect_same_name_in_another_case_is_one_file(tiny_noise_model_dir, tmp_path):
     """On macOS and Windows A.png and a.png are one file: the second copy is refused, the first kept."""
     _album(tmp_path, ["one/A.png", "two/a.png"])
