@@ -39,6 +39,7 @@ ZERO_CONTACT_HTML = """
     <option value="png" selected>PNG (keeps the noise exactly)</option>
     <option value="jpeg">JPEG, quality 95 (several times smaller)</option>
   </select>
+  <button id="t2ue-folder" style="display:none" class="lg secondary">Protect into a folder…</button>
   <p id="t2ue-zc-status" role="status"></p>
   <a id="t2ue-download" style="display:none" class="lg primary">Download protected photo</a>
   <ul id="t2ue-downloads"></ul>

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -142,7 +143,6 @@ def test_zero_contact_protects_an_album_into_one_zip(server, browser, tmp_path):
     """Several photos at once, saved as JPEG: one zip of every readable one, the unreadable one named,
     and what the page added is the noise the library makes for the same words (the browser's own
     JPEG encoder keeps most of it)."""
-    import io
     import zipfile
 
     from skimage import data
@@ -181,6 +181,70 @@ def test_zero_contact_protects_an_album_into_one_zip(server, browser, tmp_path):
         kept = float(np.corrcoef(added.ravel(), expected.ravel())[0, 1])
         assert kept > 0.8, (name, kept)
     photo_bytes = [(tmp_path / n).read_bytes() for n in names]
+    assert not any(chunk[4096:4160] in body for body in requests for chunk in photo_bytes)
+    page.close()
+
+
+OPFS_FILES = """async (wanted) => {
+  const root = await navigator.storage.getDirectory(), sizes = {};
+  for await (const [name, handle] of root.entries()) sizes[name] = (await handle.getFile()).size;
+  const bytes = wanted ? Array.from(new Uint8Array(await (await (await root.getFileHandle(wanted)).getFile())
+    .arrayBuffer())) : null;
+  return { sizes, bytes };
+}"""
+
+
+def test_zero_contact_protects_a_large_album_into_a_folder(server, browser, tmp_path):
+    """Beyond a dozen photos the page waits for a folder instead of holding every copy in memory, then
+    writes each protected copy there (the folder picker answered with the origin's private file system,
+    the same kind of directory handle a picked folder is), keeps a file already there, names the
+    unreadable one, and writes the noise the library makes for the same words."""
+    from skimage import data
+
+    import t2ue
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.jpg", quality=95)
+    Image.fromarray(data.chelsea()).save(tmp_path / "chelsea.png")
+    small = [f"s{i}.png" for i in range(10)]
+    for i, name in enumerate(small):
+        Image.new("RGB", (40, 30), (20 * i, 90, 200 - 15 * i)).save(tmp_path / name)
+    (tmp_path / "notes.jpg").write_text("a shopping list, not a photo")
+    chosen = ["astronaut.jpg", "chelsea.png", *small, "notes.jpg"]
+    text = "our holiday pictures"
+    page = browser.new_page()
+    page.add_init_script("window.showDirectoryPicker = async () => navigator.storage.getDirectory();")
+    requests = []
+    page.on("request", lambda r: requests.append(r.post_data_buffer or b""))
+    _make_noise(page, server, text)
+    page.evaluate("""async () => {  // a copy from an earlier day, to be kept as it is
+      const root = await navigator.storage.getDirectory();
+      for await (const name of root.keys()) await root.removeEntry(name);
+      const w = await (await root.getFileHandle("chelsea-protected.jpg", { create: true })).createWritable();
+      await w.write("old"); await w.close();
+    }""")
+    page.locator("#t2ue-format").select_option("jpeg")
+    page.locator("#t2ue-photo").set_input_files([str(tmp_path / n) for n in chosen])
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('13 photos chosen')",
+                           timeout=60_000)
+    assert not page.locator("#t2ue-download").is_visible()  # nothing protected into memory
+    page.locator("#t2ue-folder").click()
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Saved')",
+                           timeout=120_000)
+    status = page.locator("#t2ue-zc-status").inner_text()
+    assert "Saved 11 protected photos" in status and "Already there, kept: chelsea-protected.jpg" in status
+    assert "notes.jpg: this browser cannot read it" in status
+    found = page.evaluate(OPFS_FILES, "astronaut-protected.jpg")
+    assert sorted(found["sizes"]) == sorted(["astronaut-protected.jpg", "chelsea-protected.jpg",
+                                             *(n[:-4] + "-protected.jpg" for n in small)])
+    assert found["sizes"]["chelsea-protected.jpg"] == 3  # not written over
+    protected = Image.open(io.BytesIO(bytes(found["bytes"])))
+    original = Image.open(tmp_path / "astronaut.jpg").convert("RGB")
+    assert protected.format == "JPEG" and protected.size == original.size
+    noise = t2ue.noise_from_text([text], size=None)[0]
+    added = np.asarray(protected, dtype=float) - np.asarray(original, dtype=float)
+    expected = np.asarray(t2ue.apply_noise(original, noise), dtype=float) - np.asarray(original, dtype=float)
+    assert float(np.corrcoef(added.ravel(), expected.ravel())[0, 1]) > 0.8
+    photo_bytes = [(tmp_path / n).read_bytes() for n in ("astronaut.jpg", "chelsea.png")]
     assert not any(chunk[4096:4160] in body for body in requests for chunk in photo_bytes)
     page.close()
 

@@ -7,6 +7,12 @@
   const list = root.querySelector("#t2ue-downloads");
   const link = root.querySelector("#t2ue-download");
   const preview = root.querySelector("#t2ue-preview");
+  const folderButton = root.querySelector("#t2ue-folder");
+  // Browsers that can write into a folder the user picks (Chromium-based, on https or localhost) save an
+  // album there copy by copy, holding none of it in memory; beyond a few photos the page then waits for
+  // that choice instead of protecting everything into memory first.
+  const canWriteFolder = typeof window.showDirectoryPicker === "function" && window.isSecureContext;
+  const IN_MEMORY_ALBUM = 12;
   let noise = null;   // {epsilon, image: HTMLImageElement}
   let files = [];     // the chosen File objects; decoded one at a time when protected
   let run = 0;        // a newer render makes an older one stop
@@ -92,33 +98,55 @@
     return new Blob([...parts, ...central, end], { type: "application/zip" });
   }
 
+  // One photo protected: {name, blob, size}, or null when the browser cannot read it as an image.
+  async function protectOne(file) {
+    let bitmap;
+    try {
+      // upright as people see it (EXIF orientation); a browser that does not know the option decodes as before
+      bitmap = await createImageBitmap(file, { imageOrientation: "from-image" })
+        .catch((err) => (err instanceof TypeError ? createImageBitmap(file) : Promise.reject(err)));
+    } catch (err) {
+      return null;
+    }
+    const canvas = perturb(bitmap);
+    const size = `${bitmap.width}×${bitmap.height}`;
+    bitmap.close();
+    const { blob, ext } = await encode(canvas);
+    return { name: file.name.replace(/\.[^.]+$/, "") + "-protected." + ext, blob, size };
+  }
+  const unreadable = (file) => `${file.name}: this browser cannot read it as an image`;
+
+  function clearResults() {
+    for (const a of list.querySelectorAll("a")) drop(a);
+    list.replaceChildren();
+    drop(link);
+    link.style.display = "none";
+    preview.style.display = "none";
+  }
+
   async function render() {
     const mine = ++run;
+    folderButton.style.display = canWriteFolder && noise && files.length ? "inline-block" : "none";
     if (!noise || !files.length) {
       say(noise ? "Noise ready. Choose photos: they stay in this browser." : "Type a description and make noise first.");
       return;
     }
-    for (const a of list.querySelectorAll("a")) drop(a);
-    list.replaceChildren();
-    link.style.display = "none";
+    clearResults();
+    if (canWriteFolder && files.length > IN_MEMORY_ALBUM) {
+      say(`${files.length} photos chosen: protect them into a folder, one copy at a time, so that the page ` +
+          "holds none of them in memory.");
+      return;
+    }
     const done = [], failed = [];
     for (const [i, file] of files.entries()) {
       say(`Protecting ${i + 1} of ${files.length} in this browser…`);
-      let bitmap;
-      try {
-        // upright as people see it (EXIF orientation); a browser that does not know the option decodes as before
-        bitmap = await createImageBitmap(file, { imageOrientation: "from-image" })
-          .catch((err) => (err instanceof TypeError ? createImageBitmap(file) : Promise.reject(err)));
-      } catch (err) {
-        failed.push(`${file.name}: this browser cannot read it as an image`);
+      const made = await protectOne(file);
+      if (mine !== run) return;  // new noise or new photos arrived meanwhile
+      if (!made) {
+        failed.push(unreadable(file));
         continue;
       }
-      const canvas = perturb(bitmap);
-      const size = `${bitmap.width}×${bitmap.height}`;
-      bitmap.close();
-      const { blob, ext } = await encode(canvas);
-      if (mine !== run) return;  // new noise or new photos arrived meanwhile
-      const name = file.name.replace(/\.[^.]+$/, "") + "-protected." + ext;
+      const { name, blob, size } = made;
       const item = document.createElement("li");
       const a = document.createElement("a");
       a.href = URL.createObjectURL(blob);
@@ -153,6 +181,51 @@
     say(parts.join(" "));
   }
 
+  // Write every protected copy into a folder the user picks; a file of that name already there is kept.
+  async function protectIntoFolder() {
+    const mine = ++run;
+    clearResults();
+    let folder;
+    try {
+      folder = await window.showDirectoryPicker({ id: "t2ue-protected", mode: "readwrite" });
+    } catch (err) {
+      say("No folder chosen: nothing was saved.");
+      return;
+    }
+    const saved = [], kept = [], failed = [];
+    for (const [i, file] of files.entries()) {
+      if (mine !== run) return;
+      say(`Protecting ${i + 1} of ${files.length} into “${folder.name}”…`);
+      const made = await protectOne(file);
+      if (!made) {
+        failed.push(unreadable(file));
+        continue;
+      }
+      try {
+        await folder.getFileHandle(made.name);
+        kept.push(made.name);  // never written over
+        continue;
+      } catch (err) {
+        if (err.name !== "NotFoundError") { failed.push(`${made.name}: ${err.message}`); continue; }
+      }
+      try {
+        const writable = await (await folder.getFileHandle(made.name, { create: true })).createWritable();
+        await writable.write(made.blob);
+        await writable.close();  // the copy appears whole, under its name, only now
+        saved.push(made.name);
+      } catch (err) {
+        failed.push(`${made.name}: could not be written (${err.message})`);
+      }
+    }
+    const eps = Math.round(noise.epsilon * 255);
+    const parts = [`Saved ${saved.length} protected photo${saved.length === 1 ? "" : "s"} into “${folder.name}” ` +
+      `(±${eps}/255). Nothing was uploaded.`];
+    if (kept.length) parts.push(`Already there, kept: ${kept.join(", ")}.`);
+    if (failed.length) parts.push(`Not protected: ${failed.join("; ")}.`);
+    say(parts.join(" "));
+  }
+
+  folderButton.addEventListener("click", () => { if (noise && files.length) protectIntoFolder(); });
   photoInput.addEventListener("change", () => { files = Array.from(photoInput.files); render(); });
   formatInput.addEventListener("change", render);
 
