@@ -283,11 +283,13 @@ def protect(
                 else:
                     failures += 1
                     _err(line)
-    if failures or problems:
-        done = len(found) - failures - kept
-        typer.echo(f"{done} protected, {kept} kept, {failures + len(problems)} failed" if kept else
-                   f"{done} protected, {failures + len(problems)} failed", err=True)
+    done, failed = len(found) - failures - kept, failures + len(problems)
+    summary = ", ".join([f"{done} protected", *([f"{kept} kept"] if kept else []), *([f"{failed} failed"] if failed else [])])
+    if failed:
+        typer.echo(summary, err=True)
         raise typer.Exit(1)
+    if len(found) > 1:
+        typer.echo(summary)
 
 
 @app.command()

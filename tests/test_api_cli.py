@@ -178,6 +178,7 @@ def test_cli_protect_recursive_mirrors_the_album_and_resumes(tiny_noise_model_di
     assert result.exit_code == 0, result.output
     copies = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert copies == ["2025/IMG_1.png", "2026/IMG_1.png", "2026/trip/x.png", "top.png"]
+    assert result.output.splitlines()[-1] == "4 protected"
     with Image.open(album / "2026/IMG_1.png") as original, Image.open(out / "2026/IMG_1.png") as copy:
         expected = t2ue.protect(original, "our holidays", model=tiny_noise_model_dir)
         assert np.array_equal(np.asarray(copy), np.asarray(expected))
@@ -185,7 +186,7 @@ def test_cli_protect_recursive_mirrors_the_album_and_resumes(tiny_noise_model_di
     (out / "top.png").unlink()
     result = runner.invoke(app, [*args, "--skip-existing"])
     assert result.exit_code == 0, result.output
-    assert result.output.count("already there, kept") == 3 and "protected/protected" not in result.output
+    assert result.output.count("already there, kept") == 3 and result.output.splitlines()[-1] == "1 protected, 3 kept"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == copies  # its own copies not walked
     assert all((out / c).stat().st_mtime_ns == before[c] for c in copies if c != "top.png")
     shutil.rmtree(out)  # else the pattern below finds the copies too, as it should
