@@ -184,7 +184,7 @@ def protect(
 
     from .api import load_noise_model, noise_from_text, protect_file_with_noise
     from .images import ImageError, psnr
-    from .photos import Captions, find_photos
+    from .photos import Captions, find_photos, plan_copies
 
     if (text is None) == (captions is None):
         _err("give exactly one of --text or --captions")
@@ -238,29 +238,19 @@ def protect(
     except (ValueError, FileNotFoundError, OSError) as err:
         _err(str(err))
         raise typer.Exit(2) from err
-    inputs = {p.source.resolve() for p in found}
-    written: dict[str, Path] = {}
+    plan = plan_copies(found, output_dir, skip_existing=skip_existing)
+    for target in plan.kept:
+        typer.echo(f"{target}  already there, kept")
+    for message in plan.refused:
+        _err(message)
+    failures, kept = len(plan.refused), len(plan.kept)
     todo: list[tuple[Path, Path, str]] = []
-    failures = kept = 0
-    for photo in found:  # every check, before anything is written
-        source, target = photo.source, output_dir.joinpath(*photo.copy.parts)
+    for source, target in plan.write:
         try:
-            if target.resolve() in inputs or (target.exists() and target.samefile(source)):
-                raise ImageError(f"{source}: output would overwrite an input; choose another --output-dir")
-            key = photo.copy.as_posix().casefold()  # one file on macOS and Windows
-            if key in written:
-                same = "file name" if len(photo.copy.parts) == 1 else "path under its folder"
-                raise ImageError(f"{source}: has the same {same} as {written[key]}, whose protected copy {target} "
-                                 "this would overwrite; protect them into different --output-dir")
-            written[key] = source
-            if skip_existing and target.exists():
-                kept += 1
-                typer.echo(f"{target}  already there, kept")
-                continue
             todo.append((source, target, description(source)))
-        except (ImageError, LookupError, OSError) as err:
+        except LookupError as err:
             failures += 1
-            _err(str(err) if str(source) in str(err) else f"{source}: {err}")
+            _err(str(err))
 
     def write(task: tuple[Path, Path, torch.Tensor]) -> tuple[str, bool]:
         source, target, noise = task

@@ -23,6 +23,15 @@ class Photo:
     copy: PurePosixPath
 
 
+@dataclass
+class CopyPlan:
+    """Where each photo's protected copy goes, decided before anything is written."""
+
+    write: list[tuple[Path, Path]]  # (photo, its copy) to protect
+    kept: list[Path]                # copies already there, left as they are
+    refused: list[str]              # one message per photo that cannot be written, naming it
+
+
 def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
@@ -82,6 +91,35 @@ def find_photos(paths: list[Path], *, recursive: bool = False,
             problems.append(problem)
         photos += found
     return photos, problems
+
+
+def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = False) -> CopyPlan:
+    """Each photo's copy under ``output_dir``; refused when it would overwrite an input, or a copy made
+    for an earlier photo (paths compared without case); with ``skip_existing``, copies already there kept."""
+    inputs = {p.source.resolve() for p in photos}
+    claimed: dict[str, Path] = {}
+    plan = CopyPlan([], [], [])
+    for photo in photos:
+        source, target = photo.source, output_dir.joinpath(*photo.copy.parts)
+        try:
+            if target.resolve() in inputs or (target.exists() and target.samefile(source)):
+                plan.refused.append(f"{source}: output would overwrite an input; choose another --output-dir")
+                continue
+        except OSError as err:
+            plan.refused.append(f"{source}: {err}")
+            continue
+        key = photo.copy.as_posix().casefold()
+        if key in claimed:
+            same = "file name" if len(photo.copy.parts) == 1 else "path under its folder"
+            plan.refused.append(f"{source}: has the same {same} as {claimed[key]}, whose protected copy {target} "
+                                "this would overwrite; protect them into different --output-dir")
+            continue
+        claimed[key] = source
+        if skip_existing and target.exists():
+            plan.kept.append(target)
+        else:
+            plan.write.append((source, target))
+    return plan
 
 
 class Captions:
