@@ -72,8 +72,9 @@ def _previews(original: Image.Image, protected: Image.Image, epsilon: float) -> 
     difference is taken at every k-th pixel of both (not averaged), so that the preview shows the noise's
     own values."""
     step = max(1, -(-max(original.size) // PREVIEW_SIDE))
-    shown = [image.convert("RGB").reduce(step) if step > 1 else image.convert("RGB") for image in (original, protected)]
-    sampled = [np.asarray(image.convert("RGB"))[::step, ::step].astype(np.float32) for image in (original, protected)]
+    rgb = [image.convert("RGB") for image in (original, protected)]
+    sampled = [np.asarray(image)[::step, ::step].astype(np.float32) for image in rgb]
+    shown = [image.reduce(step) for image in rgb] if step > 1 else rgb
     return [*shown, Image.fromarray(noise_levels((sampled[1] - sampled[0]) / 255, epsilon))]
 
 

@@ -173,10 +173,13 @@
     list.style.display = done.length > 1 ? "" : "none";  // one photo: its link above is the list
     preview.src = last ? last.href : "";
     preview.style.display = last ? "block" : "none";
-    const eps = Math.round(noise.epsilon * 255);
-    const parts = [];
-    if (done.length) parts.push(`Protected ${done.length} photo${done.length > 1 ? "s" : ""} in this browser ` +
-      `(±${eps}/255). Nothing was uploaded.`);
+    finish(done.length ? `Protected ${done.length} photo${done.length > 1 ? "s" : ""} in this browser` : null, [], failed);
+  }
+
+  // The closing status of a pass: what was made (with its budget), what was kept and what failed.
+  function finish(made, kept, failed) {
+    const parts = made ? [`${made} (±${Math.round(noise.epsilon * 255)}/255). Nothing was uploaded.`] : [];
+    if (kept.length) parts.push(`Already there, kept: ${kept.join(", ")}.`);
     if (failed.length) parts.push(`Not protected: ${failed.join("; ")}.`);
     say(parts.join(" "));
   }
@@ -217,12 +220,7 @@
         failed.push(`${made.name}: could not be written (${err.message})`);
       }
     }
-    const eps = Math.round(noise.epsilon * 255);
-    const parts = [`Saved ${saved.length} protected photo${saved.length === 1 ? "" : "s"} into “${folder.name}” ` +
-      `(±${eps}/255). Nothing was uploaded.`];
-    if (kept.length) parts.push(`Already there, kept: ${kept.join(", ")}.`);
-    if (failed.length) parts.push(`Not protected: ${failed.join("; ")}.`);
-    say(parts.join(" "));
+    finish(`Saved ${saved.length} protected photo${saved.length === 1 ? "" : "s"} into “${folder.name}”`, kept, failed);
   }
 
   folderButton.addEventListener("click", () => { if (noise && files.length) protectIntoFolder(); });
