@@ -2,6 +2,7 @@
 
 from .api import apply_noise, load_noise_model, noise_from_text, protect
 from .budget import DEFAULT_EPSILON, parse_epsilon, project_linf
+from .images import read_description
 from .noise_model import NoiseModel
 
 __version__ = "0.1.0"
@@ -11,6 +12,7 @@ __all__ = [
     "apply_noise",
     "protect",
     "load_noise_model",
+    "read_description",
     "NoiseModel",
     "DEFAULT_EPSILON",
     "parse_epsilon",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -160,6 +161,9 @@ def protect(
     text: str = typer.Option(None, "--text", help="One description for every photo."),
     captions: Path = typer.Option(None, "--captions", help="CSV/JSONL with image,caption per photo (matched by "
                                   "path, else by file name)."),
+    metadata_captions: bool = typer.Option(False, "--metadata-captions", help="Each photo's own description, as "
+                                           "photo apps write it into the file (XMP, IPTC, EXIF, PNG text; titles "
+                                           "when there is no description); --text for photos without one."),
     recursive: bool = typer.Option(False, "-r", "--recursive", help="Folders' sub-folders too; every copy keeps "
                                    "its path relative to the folder (or as the captions file lists it)."),
     skip_existing: bool = typer.Option(False, help="Leave copies already in the output folder as they are (resumes "
@@ -183,11 +187,14 @@ def protect(
     import torch
 
     from .api import load_noise_model, noise_from_text, protect_file_with_noise
-    from .images import ImageError, psnr
+    from .images import ImageError, psnr, read_description
     from .photos import Captions, find_photos, plan_copies
 
-    if (text is None) == (captions is None):
-        _err("give exactly one of --text or --captions")
+    if captions is not None and (text is not None or metadata_captions):
+        _err("give --captions alone: the file holds every photo's description")
+        raise typer.Exit(2)
+    if text is None and captions is None and not metadata_captions:
+        _err("give the descriptions: --text, --captions or --metadata-captions")
         raise typer.Exit(2)
     if text is not None and not text.strip():
         _err("--text is empty: the noise is made from the description, so give one")
@@ -210,8 +217,16 @@ def protect(
         _err("no photo to protect")
         raise typer.Exit(1)
 
+    @functools.cache  # cluster mode asks twice: to fit the clusters, then to protect
     def description(photo: Path) -> str:
-        return text if listed is None else listed.caption(photo)
+        """The photo's description; LookupError or ImageError, naming the photo, when it has none."""
+        if listed is not None:
+            return listed.caption(photo)
+        embedded = read_description(photo) if metadata_captions else None
+        if embedded is None and text is None:
+            raise LookupError(f"{photo}: no description in its metadata (XMP, IPTC, EXIF or PNG text); give "
+                              "--text for such photos, or a --captions file")
+        return embedded or text
 
     try:
         if output_dir.exists() and not output_dir.is_dir():
@@ -231,7 +246,7 @@ def protect(
             for photo in found:
                 try:
                     texts.append(description(photo.source))
-                except LookupError:
+                except (LookupError, ImageError):
                     pass  # named when that photo's turn comes
             fitted = _cluster_noise(noise_model, texts, clusters, cluster_dir or output_dir / "clusters", seed,
                                     separate)
@@ -248,7 +263,7 @@ def protect(
     for source, target in plan.write:
         try:
             todo.append((source, target, description(source)))
-        except LookupError as err:
+        except (LookupError, ImageError) as err:
             failures += 1
             _err(str(err))
 
@@ -267,9 +282,10 @@ def protect(
             texts = list(dict.fromkeys(words for _, _, words in batch))
             made = dict(zip(texts, noise_from_text(texts, size=None, model=noise_model, seed=seed, mode=mode,
                                                    epsilon=epsilon, clusters=fitted)))
-            for line, ok in pool.map(write, [(source, target, made[words]) for source, target, words in batch]):
+            results = pool.map(write, [(source, target, made[words]) for source, target, words in batch])
+            for (_, _, words), (line, ok) in zip(batch, results):
                 if ok:
-                    typer.echo(line)
+                    typer.echo(f'{line}  "{_shortened(words)}"' if metadata_captions else line)
                 else:
                     failures += 1
                     _err(line)
@@ -280,6 +296,10 @@ def protect(
         raise typer.Exit(1)
     if len(found) > 1:
         typer.echo(summary)
+
+
+def _shortened(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 @app.command()

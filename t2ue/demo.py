@@ -27,7 +27,7 @@ from PIL import Image  # noqa: E402
 
 from .api import load_noise_model, noise_from_text, protect_file  # noqa: E402
 from .budget import parse_epsilon  # noqa: E402
-from .images import ImageError, noise_levels, psnr, ssim  # noqa: E402
+from .images import ImageError, noise_levels, psnr, read_description, ssim  # noqa: E402
 
 ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()
 ZERO_CONTACT_HTML = """
@@ -133,6 +133,18 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
     return gallery, rows, outputs, report
 
 
+def embedded_descriptions(files, descriptions: str) -> str:
+    """The local tab's descriptions box, filled in with each uploaded photo's own description (one line
+    per photo, :func:`t2ue.images.read_description`) when the box is empty and every photo has one."""
+    if (descriptions or "").strip() or not files:
+        return descriptions
+    try:
+        found = [read_description(Path(getattr(file, "name", file))) for file in files]
+    except ImageError:
+        return descriptions  # named when the photos are protected
+    return "\n".join(found) if all(found) else descriptions
+
+
 def build_app(model="default", max_mb: float = 25, local_tab: bool = True) -> gr.Blocks:
     """The demo; ``model`` is a noise model folder or 'default'. The zero-contact tab's noise is also an
     API endpoint, ``/noise`` (text in, the JSON of :func:`noise_payload` out), for apps that add the
@@ -170,11 +182,13 @@ def _local_tab(model, max_mb: float) -> None:
             files = gr.File(file_count="multiple", file_types=["image"], label=f"Photos (up to {max_mb:g} MB each)",
                             elem_id="t2ue-local-files")
             with gr.Column():
-                descriptions = gr.Textbox(lines=4, label="Descriptions: one line for all, or one per photo")
+                descriptions = gr.Textbox(lines=4, label="Descriptions: one line for all, or one per photo "
+                                          "(filled in from the photos' own, where every photo has one)")
                 preset = gr.Radio(list(EPSILON_PRESETS), value="8/255", label="Budget preset")
                 epsilon = gr.Slider(1, 16, value=8, step=1, label="Budget ε (levels out of 255)")
                 run = gr.Button("Protect", variant="primary")
         preset.change(lambda p: EPSILON_PRESETS[p], preset, epsilon, api_visibility="private")
+        files.upload(embedded_descriptions, [files, descriptions], descriptions, api_visibility="private")
         gallery = gr.Gallery(label="original · protected · amplified noise", columns=3, height="auto")
         report = gr.Markdown(elem_id="t2ue-local-report")
         table = gr.Dataframe(headers=["file", "PSNR (dB)", "SSIM", "status"], label="Quality")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,33 +70,15 @@ def _webp_is_lossless(path: Path) -> bool:
     return b"VP8L" in codecs and b"VP8 " not in codecs
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
-    on any failure. ``info`` holds the metadata a protected copy carries (:func:`t2ue.metadata.carried`)
-    and, for WebP, whether the file was lossless, so that it is written back the same way."""
-    path = Path(path)
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """An image file opened (its header read, pixels not yet decoded), any failure inside the block
+    raised as :class:`ImageError` naming the file."""
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
     try:
         with Image.open(path) as im:
-            # Pillow decodes 16-bit PNG and TIFF, and the HEIF plugin 10- and 12-bit HEIC, to 8 bits silently
-            depth = 16 if any(_DEEP_RAW_MODE.search(str(tile.args)) for tile in im.tile) else im.info.get("bit_depth", 8)
-            if depth > 8:
-                raise ImageError(f"{path}: {depth} bits per channel; t2ue protects 8-bit images, so export an 8-bit "
-                                 "copy (the precision of this one would be lost without a word)")
-            im.load()
-            fmt = im.format
-            info = metadata.carried(im)
-            frames, durations = [], []
-            for frame in ImageSequence.Iterator(im):
-                frames.append(frame.copy())  # decodes the frame, which is when some formats set its duration
-                durations.append(frame.info.get("duration"))
-            if len(frames) > 1 and any(d is not None for d in durations):
-                info["duration"] = [d or 0 for d in durations]
-            if fmt == "WEBP":
-                info["lossless"] = _webp_is_lossless(path)
-            for frame in frames:  # what a writer falls back on, or a caller saves, is the cleaned metadata
-                frame.info = dict(info)
+            yield im
     except ImageError:
         raise
     except FileNotFoundError as err:
@@ -105,7 +89,41 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise ImageError(f"{path}: image too large ({err})") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: damaged or truncated image ({err})") from err
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
+    on any failure. ``info`` holds the metadata a protected copy carries (:func:`t2ue.metadata.carried`)
+    and, for WebP, whether the file was lossless, so that it is written back the same way."""
+    path = Path(path)
+    with _opened(path) as im:
+        # Pillow decodes 16-bit PNG and TIFF, and the HEIF plugin 10- and 12-bit HEIC, to 8 bits silently
+        depth = 16 if any(_DEEP_RAW_MODE.search(str(tile.args)) for tile in im.tile) else im.info.get("bit_depth", 8)
+        if depth > 8:
+            raise ImageError(f"{path}: {depth} bits per channel; t2ue protects 8-bit images, so export an 8-bit "
+                             "copy (the precision of this one would be lost without a word)")
+        im.load()
+        fmt = im.format
+        info = metadata.carried(im)
+        frames, durations = [], []
+        for frame in ImageSequence.Iterator(im):
+            frames.append(frame.copy())  # decodes the frame, which is when some formats set its duration
+            durations.append(frame.info.get("duration"))
+        if len(frames) > 1 and any(d is not None for d in durations):
+            info["duration"] = [d or 0 for d in durations]
+        if fmt == "WEBP":
+            info["lossless"] = _webp_is_lossless(path)
+        for frame in frames:  # what a writer falls back on, or a caller saves, is the cleaned metadata
+            frame.info = dict(info)
     return LoadedImage(frames=frames, path=path, format=fmt, info=info)
+
+
+def read_description(path: str | os.PathLike) -> str | None:
+    """The description written into a photo file's own metadata (:func:`t2ue.metadata.description`),
+    read without decoding its pixels; ``None`` when it has none. :class:`ImageError` names a file that
+    cannot be read."""
+    with _opened(Path(path)) as im:
+        return metadata.description(im)
 
 
 def _linear_weights(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,8 +10,9 @@ functions here keep the metadata and leave every such copy out.
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 
-from PIL import Image
+from PIL import Image, IptcImagePlugin
 
 XMP_TAG = 700
 # A TIFF's description, software, date, artist, copyright, XMP, IPTC: who made the photo and on what terms
@@ -21,6 +22,14 @@ MAKER_NOTE = 0x927C  # in the Exif sub-IFD: opaque vendor data, where cameras ke
 EXIF_IFD = 0x8769
 IPTC_RECORD = 0x0404  # the Photoshop resource that holds the IPTC-IIM record (credit, copyright notice)
 _XMP_THUMBNAILS = re.compile(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
+
+_DC, _RDF = "{http://purl.org/dc/elements/1.1/}", "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+IMAGE_DESCRIPTION, XP_TITLE, XP_COMMENT, XP_SUBJECT = 0x010E, 0x9C9B, 0x9C9C, 0x9C9F
+IPTC_CAPTION, IPTC_HEADLINE, IPTC_OBJECT_NAME = (2, 120), (2, 105), (2, 5)
+# what cameras and phones write into EXIF's image description when nobody described the photo
+_PLACEHOLDERS = re.compile(r"(olympus|minolta|samsung|kodak|pentax|sony|nikon|canon)?\s*(digital\s*(still\s*)?camera|"
+                           r"dsc|image)?|exif_jpeg_picture|default|dcf|untitled|image description", re.IGNORECASE)
 
 
 def exif_bytes(exif: Image.Exif) -> bytes:
@@ -91,3 +100,67 @@ def carried(im: Image.Image) -> dict:
             tags[XMP_TAG] = xmp_without_thumbnails(tags[XMP_TAG])
         info["tiff_tags"] = tags
     return info
+
+
+def _xmp_alternatives(xmp: bytes | str | None) -> dict[str, str]:
+    """dc:description and dc:title of an XMP packet: each language alternative's x-default, else its first."""
+    try:
+        root = ET.fromstring(xmp.encode() if isinstance(xmp, str) else xmp.lstrip(b"\xef\xbb\xbf")) if xmp else None
+    except ET.ParseError:
+        return {}
+    found = {}
+    for field in ("description", "title"):
+        for prop in [] if root is None else root.iter(_DC + field):
+            items = list(prop.iter(_RDF + "li")) or [prop]
+            chosen = next((li for li in items if li.get(_XML_LANG) == "x-default"), items[0])
+            if chosen.text and chosen.text.strip():
+                found[field] = chosen.text
+                break
+    return found
+
+
+def _iptc_text(iptc: dict, key: tuple[int, int]) -> str | None:
+    value = iptc.get(key)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if not value:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")  # IPTC-IIM before UTF-8 was the norm
+
+
+def _exif_text(exif: Image.Exif, tag: int) -> str | None:
+    value = exif.get(tag)
+    if isinstance(value, bytes):  # Windows' XP tags: UTF-16LE
+        value = value.decode("utf-16-le", errors="replace")
+    elif isinstance(value, str):  # an ASCII tag, which Pillow reads as Latin-1, but tools write UTF-8 into it
+        try:
+            value = value.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
+    return value.replace("\x00", "") if isinstance(value, str) else None
+
+
+def description(im: Image.Image) -> str | None:
+    """The description the photo's owner (or their photo app) wrote into the file, or ``None``.
+
+    Looked for in the order photo software writes and reads it: XMP ``dc:description``, IPTC
+    Caption-Abstract, EXIF ImageDescription, Windows' comment and subject, PNG's Description chunk;
+    then the title fields (XMP ``dc:title``, IPTC Headline and Object Name, Windows' title, PNG's
+    Title). A camera's placeholder ("OLYMPUS DIGITAL CAMERA", the camera's own make or model) is no
+    description and is passed over; runs of white space become one space."""
+    exif = im.getexif()
+    xmp = _xmp_alternatives(im.info.get("xmp") or (im.tag_v2.get(XMP_TAG) if im.format == "TIFF" else None))
+    iptc = (IptcImagePlugin.getiptcinfo(im) if im.format in ("JPEG", "MPO", "TIFF") else None) or {}
+    png = im.info if im.format == "PNG" else {}
+    camera = {str(exif.get(tag, "")).strip().lower() for tag in (0x010F, 0x0110)} - {""}  # make, model
+    for text in (xmp.get("description"), _iptc_text(iptc, IPTC_CAPTION), _exif_text(exif, IMAGE_DESCRIPTION),
+                 _exif_text(exif, XP_COMMENT), _exif_text(exif, XP_SUBJECT), png.get("Description"),
+                 xmp.get("title"), _iptc_text(iptc, IPTC_HEADLINE), _iptc_text(iptc, IPTC_OBJECT_NAME),
+                 _exif_text(exif, XP_TITLE), png.get("Title")):
+        text = " ".join(str(text or "").split())
+        if text and not _PLACEHOLDERS.fullmatch(text) and text.lower() not in camera:
+            return text
+    return None

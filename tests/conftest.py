@@ -130,3 +130,63 @@ def photo_folder(tmp_path_factory):
                 im.resize((48, 48), Image.BILINEAR).save(root / label / f"{stem}.png")
                 (root / label / f"{stem}.txt").write_text(f"{view} view of the {name.replace('_', ' ')} photo")
     return root
+
+
+def _xmp_packet(description: str, title: str = "") -> bytes:
+    """An XMP packet as Lightroom writes it: dc:description and dc:title as language alternatives."""
+    def alt(field, value):
+        return (f"<dc:{field}><rdf:Alt><rdf:li xml:lang='de'>auf Deutsch</rdf:li>"
+                f"<rdf:li xml:lang='x-default'>{value}</rdf:li></rdf:Alt></dc:{field}>") if value else ""
+    return ("<?xpacket begin='\ufeff' id='W5M0MpCehiHzreSzNTczkc9d'?><x:xmpmeta xmlns:x='adobe:ns:meta/'>"
+            "<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'><rdf:Description rdf:about='' "
+            f"xmlns:dc='http://purl.org/dc/elements/1.1/'>{alt('description', description)}{alt('title', title)}"
+            "</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end='w'?>").encode()
+
+
+def _iptc_app13(datasets: dict[int, bytes]) -> bytes:
+    """A JPEG APP13 segment holding IPTC-IIM record 2 datasets (2:120 caption, 2:105 headline, ...)."""
+    iim = b"".join(b"\x1c\x02" + bytes([number]) + len(value).to_bytes(2, "big") + value
+                   for number, value in datasets.items())
+    block = b"8BIM\x04\x04\x00\x00" + len(iim).to_bytes(4, "big") + iim + b"\x00" * (len(iim) % 2)
+    app13 = b"Photoshop 3.0\x00" + block
+    return b"\xff\xed" + (len(app13) + 2).to_bytes(2, "big") + app13
+
+
+@pytest.fixture
+def described_photo():
+    """Writes a small photo whose description sits where a photo app puts it: ``kind`` is xmp (JPEG, WebP,
+    HEIC, PNG), iptc (JPEG), exif (ImageDescription), xp-title (Windows), png-text or tiff."""
+    from PIL import Image, PngImagePlugin
+
+    def write(path, kind: str, text: str, exif_extra: dict | None = None, colour=(90, 140, 60)):
+        image = Image.new("RGB", (24, 18), colour)
+        exif = Image.Exif()
+        for tag, value in (exif_extra or {}).items():
+            exif[tag] = value
+        options = {"exif": exif} if exif_extra else {}
+        if kind == "xmp" and path.suffix == ".png":
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", _xmp_packet(text).decode())
+            options["pnginfo"] = info
+        elif kind == "xmp":
+            options["xmp"] = _xmp_packet(text)
+        elif kind == "iptc":
+            options["extra"] = _iptc_app13({120: text.encode("utf-8")})
+        elif kind == "exif":
+            exif[0x010E] = text.encode("utf-8")  # as exiftool writes it into the ASCII tag
+            options["exif"] = exif
+        elif kind == "xp-title":
+            exif[0x9C9B] = (text + "\0").encode("utf-16-le")
+            options["exif"] = exif
+        elif kind == "png-text":
+            info = PngImagePlugin.PngInfo()
+            info.add_text("Description", text)
+            options["pnginfo"] = info
+        elif kind == "tiff":
+            options["tiffinfo"] = {270: text.encode("utf-8")}
+        elif kind != "none":
+            raise ValueError(kind)
+        image.save(path, **options)
+        return path
+
+    return write

@@ -222,6 +222,38 @@ def test_cli_protect_captions_match_by_path_before_name(tiny_noise_model_dir, tm
     assert not list((tmp_path / "o2").iterdir())
 
 
+def test_cli_protect_takes_each_photos_own_description(tiny_noise_model_dir, tmp_path, described_photo):
+    """--metadata-captions protects each photo with the description its photo app wrote into it (XMP, IPTC,
+    PNG text: the same bytes as --text with those words); a photo with none, or only a camera's placeholder,
+    is named and the rest go on, unless --text gives the words for such photos."""
+    album = tmp_path / "album"
+    album.mkdir()
+    photos = {"lr.jpg": ("xmp", "a dog on the beach"), "agency.jpg": ("iptc", "the mayor opens the bridge"),
+              "scan.png": ("png-text", "grandpa's workshop, 1972")}
+    for i, (name, (kind, words)) in enumerate(photos.items()):
+        described_photo(album / name, kind, words, colour=(60 + 60 * i, 90, 150 - 40 * i))
+    described_photo(album / "camera.jpg", "exif", "OLYMPUS DIGITAL CAMERA", colour=(30, 30, 200))
+    model = ["--model", str(tiny_noise_model_dir)]
+    result = runner.invoke(app, ["protect", str(album), "--metadata-captions", "-o", str(tmp_path / "out"), *model])
+    assert result.exit_code == 1
+    assert "camera.jpg: no description in its metadata" in result.output and "3 protected, 1 failed" in result.output
+    assert '"a dog on the beach"' in result.output  # each line says which words made its noise
+    for name, (_, words) in photos.items():
+        single = runner.invoke(app, ["protect", str(album / name), "--text", words, "-o", str(tmp_path / "one"), *model])
+        assert single.exit_code == 0, single.output
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    result = runner.invoke(app, ["protect", str(album / "camera.jpg"), str(album / "lr.jpg"), "--metadata-captions",
+                                 "--text", "a blue card", "-o", str(tmp_path / "fallback"), *model])
+    assert result.exit_code == 0, result.output
+    assert '"a blue card"' in result.output and '"a dog on the beach"' in result.output
+    single = runner.invoke(app, ["protect", str(album / "camera.jpg"), "--text", "a blue card", "-o",
+                                 str(tmp_path / "one"), *model])
+    assert (tmp_path / "fallback/camera.jpg").read_bytes() == (tmp_path / "one/camera.jpg").read_bytes()
+    refused = runner.invoke(app, ["protect", str(album), "--metadata-captions", "--captions", str(album / "c.csv"),
+                                  "-o", str(tmp_path / "x"), *model])
+    assert refused.exit_code == 2 and "--captions alone" in refused.output
+
+
 def test_cli_protect_in_parallel_writes_what_one_at_a_time_writes(tiny_noise_model_dir, tmp_path):
     """--jobs 3 writes the same bytes as --jobs 1, reports in the photos' order and still names the bad file;
     noise made for a batch of photos at once is each photo's own (class mode: each caption a label)."""

@@ -267,3 +267,23 @@ def test_local_tab_reports_bad_files_and_protects_good_ones(server, browser, tmp
     assert "cat.jpg: PSNR" in report.inner_text()
     assert page.get_by_text("/tmp/").count() == 0  # the server's temp paths are not shown
     page.close()
+
+
+def test_local_tab_fills_in_descriptions_from_the_photos(server, browser, tmp_path, described_photo):
+    """Photos whose apps wrote descriptions into them fill the local tab's box, one line each, and the
+    filled box protects them."""
+    first = described_photo(tmp_path / "beach.jpg", "xmp", "a dog on the beach")
+    second = described_photo(tmp_path / "garden.png", "png-text", "my garden in spring")
+    page = browser.new_page()
+    page.goto(server)
+    page.get_by_role("tab", name="Local (this machine)").click()
+    page.locator("#t2ue-local-files input[type=file]").set_input_files([str(first), str(second)])
+    box = page.get_by_label("Descriptions: one line for all, or one per photo")
+    page.wait_for_function("() => [...document.querySelectorAll('textarea')].some("
+                           "t => t.value === 'a dog on the beach\\nmy garden in spring')", timeout=30_000)
+    assert box.input_value() == "a dog on the beach\nmy garden in spring"
+    page.get_by_role("button", name="Protect").click()
+    report = page.locator("#t2ue-local-report")
+    report.get_by_text(re.compile(r"garden\.png: PSNR")).wait_for(timeout=60_000)
+    assert "beach.jpg: PSNR" in report.inner_text()
+    page.close()

@@ -60,6 +60,21 @@ def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path)
         protect_uploads(paths[:3], "one\ntwo", 8, model=tiny_noise_model_dir, progress=gr.Progress())
 
 
+def test_local_tab_fills_in_the_photos_own_descriptions(tmp_path, described_photo):
+    """An empty descriptions box gets one line per uploaded photo from its metadata when every photo has
+    one; words already typed, or a photo without a description, leave the box as it is."""
+    from t2ue.demo import embedded_descriptions
+
+    a = str(described_photo(tmp_path / "a.jpg", "xmp", "a dog on the beach"))
+    b = str(described_photo(tmp_path / "b.png", "png-text", "my garden in spring"))
+    plain = str(described_photo(tmp_path / "c.png", "none", ""))
+    assert embedded_descriptions([a, b], "") == "a dog on the beach\nmy garden in spring"
+    assert embedded_descriptions([a, b], "our trip") == "our trip"
+    assert embedded_descriptions([a, plain], "") == ""
+    (tmp_path / "bad.jpg").write_bytes(b"no photo")
+    assert embedded_descriptions([a, str(tmp_path / "bad.jpg")], "") == ""
+
+
 def test_local_tab_previews_a_large_photo_and_its_exact_noise(tiny_noise_model_dir, tmp_path):
     """A photo wider than the preview side is shown reduced, and the amplified noise is the protected copy
     minus the original at the sampled pixels, not an average that would smooth the noise away."""
