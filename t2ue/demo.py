@@ -40,6 +40,11 @@ ZERO_CONTACT_HTML = """
     <option value="jpeg">JPEG, quality 95 (several times smaller)</option>
   </select>
   <button id="t2ue-folder" style="display:none" class="lg secondary">Protect into a folder…</button>
+  <details id="t2ue-each" style="display:none">
+    <summary>Describe each photo: each then gets noise of its own, which protects better than one noise for all</summary>
+    <ol id="t2ue-each-list"></ol>
+    <button id="t2ue-each-make" class="lg secondary">Make each photo's noise and protect</button>
+  </details>
   <p id="t2ue-zc-status" role="status"></p>
   <a id="t2ue-download" style="display:none" class="lg primary">Download protected photo</a>
   <ul id="t2ue-downloads"></ul>

@@ -185,6 +185,57 @@ def test_zero_contact_protects_an_album_into_one_zip(server, browser, tmp_path):
     page.close()
 
 
+def test_zero_contact_gives_each_photo_the_noise_of_its_own_description(server, browser, tmp_path):
+    """Described one by one, each photo of an album gets the noise of its own words (fetched through the
+    app's /noise endpoint: only the words are sent) and a photo left blank the noise of the words above."""
+    import zipfile
+
+    from skimage import data
+
+    import t2ue
+
+    photos = {"astronaut.png": data.astronaut()[::2, ::2], "chelsea.png": data.chelsea(),
+              "coffee.png": data.coffee()[::2, ::2]}
+    for name, pixels in photos.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+    words = {"astronaut.png": "an astronaut in a white suit with a flag", "chelsea.png": "a ginger cat on a rug",
+             "coffee.png": "our holiday pictures"}  # the last: no words of its own, the ones above
+    page = browser.new_page(accept_downloads=True)
+    requests = []
+    page.on("request", lambda r: requests.append(r.post_data_buffer or b""))
+    _make_noise(page, server, words["coffee.png"])
+    page.locator("#t2ue-photo").set_input_files([str(tmp_path / n) for n in photos])
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected 3')",
+                           timeout=60_000)
+    page.locator("#t2ue-each summary").click()
+    inputs = page.locator("#t2ue-each-list input")
+    assert inputs.count() == 3
+    inputs.nth(0).fill(words["astronaut.png"])
+    inputs.nth(1).fill(words["chelsea.png"])
+    page.evaluate("() => { document.querySelector('#t2ue-zc-status').textContent = ''; }")
+    page.locator("#t2ue-each-make").click()
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected 3')",
+                           timeout=60_000)
+    with page.expect_download() as info:
+        page.locator("#t2ue-download").click()
+    archive = zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes()))
+    noises = dict(zip(words.values(), t2ue.noise_from_text(list(words.values()), size=None)))
+    for name, text in words.items():
+        original = Image.open(tmp_path / name).convert("RGB")
+        added = np.asarray(Image.open(io.BytesIO(archive.read(name[:-4] + "-protected.png"))).convert("RGB"), float) - np.asarray(
+            original, float)
+        kept = {other: float(np.corrcoef(added.ravel(), (np.asarray(t2ue.apply_noise(original, noise), float)
+                                                             - np.asarray(original, float)).ravel())[0, 1])
+                for other, noise in noises.items()}
+        assert kept[text] > 0.95 and all(kept[text] > value + 0.1 for other, value in kept.items() if other != text), \
+            (name, kept)
+    sent = b"".join(requests)
+    assert words["astronaut.png"].encode() in sent and words["chelsea.png"].encode() in sent
+    photo_bytes = [(tmp_path / n).read_bytes() for n in photos]
+    assert not any(chunk[4096:4160] in body for body in requests for chunk in photo_bytes)
+    page.close()
+
+
 OPFS_FILES = """async (wanted) => {
   const root = await navigator.storage.getDirectory(), sizes = {};
   for await (const [name, handle] of root.entries()) sizes[name] = (await handle.getFile()).size;

@@ -1,5 +1,5 @@
 // Zero-contact protection: photos are read, perturbed and saved inside this page.
-// Only the description went to the server; the noise came back as a PNG (value v -> (v/127.5 - 1) * epsilon).
+// Only descriptions go to the server; noise comes back as a PNG (value v -> (v/127.5 - 1) * epsilon).
 (function (root) {
   const photoInput = root.querySelector("#t2ue-photo");
   const formatInput = root.querySelector("#t2ue-format");
@@ -8,13 +8,17 @@
   const link = root.querySelector("#t2ue-download");
   const preview = root.querySelector("#t2ue-preview");
   const folderButton = root.querySelector("#t2ue-folder");
+  const each = root.querySelector("#t2ue-each");
+  const eachList = root.querySelector("#t2ue-each-list");
+  const eachMake = root.querySelector("#t2ue-each-make");
   // Browsers that can write into a folder the user picks (Chromium-based, on https or localhost) save an
   // album there copy by copy, holding none of it in memory; beyond a few photos the page then waits for
   // that choice instead of protecting everything into memory first.
   const canWriteFolder = typeof window.showDirectoryPicker === "function" && window.isSecureContext;
   const IN_MEMORY_ALBUM = 12;
-  let noise = null;   // {epsilon, image: HTMLImageElement}
+  let noise = null;   // {epsilon, image: HTMLImageElement}: the noise of the description above
   let files = [];     // the chosen File objects; decoded one at a time when protected
+  let own = [];       // per chosen file: the noise of its own description, or null (then the one above)
   let run = 0;        // a newer render makes an older one stop
 
   function say(text) { status.textContent = text; }
@@ -25,7 +29,7 @@
 
   // Add the noise to one decoded photo: resize it to the photo (canvas, bilinear, like apply_noise),
   // add in 8-bit levels and quantise after adding; alpha untouched.
-  function perturb(bitmap) {
+  function perturb(bitmap, noise) {
     const w = bitmap.width, h = bitmap.height;
     const canvas = document.createElement("canvas");
     canvas.width = w; canvas.height = h;
@@ -99,7 +103,7 @@
   }
 
   // One photo protected: {name, blob, size}, or null when the browser cannot read it as an image.
-  async function protectOne(file) {
+  async function protectOne(file, noise) {
     let bitmap;
     try {
       // upright as people see it (EXIF orientation); a browser that does not know the option decodes as before
@@ -108,7 +112,7 @@
     } catch (err) {
       return null;
     }
-    const canvas = perturb(bitmap);
+    const canvas = perturb(bitmap, noise);
     const size = `${bitmap.width}×${bitmap.height}`;
     bitmap.close();
     const { blob, ext } = await encode(canvas);
@@ -124,11 +128,15 @@
     preview.style.display = "none";
   }
 
+  const noiseOf = (i) => own[i] || noise;
+  const ready = () => files.length > 0 && files.every((_, i) => noiseOf(i));
+
   async function render() {
     const mine = ++run;
-    folderButton.style.display = canWriteFolder && noise && files.length ? "inline-block" : "none";
-    if (!noise || !files.length) {
-      say(noise ? "Noise ready. Choose photos: they stay in this browser." : "Type a description and make noise first.");
+    folderButton.style.display = canWriteFolder && ready() ? "inline-block" : "none";
+    if (!ready()) {
+      say(files.length ? "Type a description above and make noise, or describe each photo below." :
+        noise ? "Noise ready. Choose photos: they stay in this browser." : "Type a description and make noise first.");
       return;
     }
     clearResults();
@@ -140,7 +148,7 @@
     const done = [], failed = [];
     for (const [i, file] of files.entries()) {
       say(`Protecting ${i + 1} of ${files.length} in this browser…`);
-      const made = await protectOne(file);
+      const made = await protectOne(file, noiseOf(i));
       if (mine !== run) return;  // new noise or new photos arrived meanwhile
       if (!made) {
         failed.push(unreadable(file));
@@ -178,7 +186,7 @@
 
   // The closing status of a pass: what was made (with its budget), what was kept and what failed.
   function finish(made, kept, failed) {
-    const parts = made ? [`${made} (±${Math.round(noise.epsilon * 255)}/255). Nothing was uploaded.`] : [];
+    const parts = made ? [`${made} (±${Math.round(noiseOf(0).epsilon * 255)}/255). Nothing was uploaded.`] : [];
     if (kept.length) parts.push(`Already there, kept: ${kept.join(", ")}.`);
     if (failed.length) parts.push(`Not protected: ${failed.join("; ")}.`);
     say(parts.join(" "));
@@ -199,7 +207,7 @@
     for (const [i, file] of files.entries()) {
       if (mine !== run) return;
       say(`Protecting ${i + 1} of ${files.length} into “${folder.name}”…`);
-      const made = await protectOne(file);
+      const made = await protectOne(file, noiseOf(i));
       if (!made) {
         failed.push(unreadable(file));
         continue;
@@ -223,17 +231,79 @@
     finish(`Saved ${saved.length} protected photo${saved.length === 1 ? "" : "s"} into “${folder.name}”`, kept, failed);
   }
 
-  folderButton.addEventListener("click", () => { if (noise && files.length) protectIntoFolder(); });
-  photoInput.addEventListener("change", () => { files = Array.from(photoInput.files); render(); });
+  // The server's answer (JSON: the budget and the noise as a PNG) as {epsilon, image}, once decoded.
+  function decodeNoise(payload) {
+    const data = typeof payload === "string" ? JSON.parse(payload) : payload;
+    return new Promise((resolve, reject) => {
+      const img = new Image();
+      img.onload = () => resolve({ epsilon: data.epsilon, image: img });
+      img.onerror = () => reject(new Error("the noise did not decode"));
+      img.src = data.png;
+    });
+  }
+
+  // Noise for one description through the app's own /noise endpoint (gradio's queue API): the words
+  // are all that is sent.
+  async function fetchNoise(text) {
+    const app = (window.gradio_config && window.gradio_config.root) || document.baseURI;
+    const url = new URL("gradio_api/call/noise", app.endsWith("/") ? app : app + "/");
+    const started = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" },
+                                       body: JSON.stringify({ data: [text] }) });
+    if (!started.ok) throw new Error(`the server answered ${started.status}`);
+    const { event_id: id } = await started.json();
+    const events = await (await fetch(`${url}/${id}`)).text();  // server-sent events, ending with the result
+    const complete = events.split(/^event: /m).find((event) => event.startsWith("complete"));
+    if (!complete) throw new Error("the server made no noise for it");
+    return decodeNoise(JSON.parse(complete.slice(complete.indexOf("data:") + 5))[0]);
+  }
+
+  // One line per chosen photo for its own description (several photos only: one photo's is the one above).
+  function listPhotos() {
+    eachList.replaceChildren(...files.map((file) => {
+      const item = document.createElement("li");
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "text";
+      input.placeholder = "the description above";
+      label.append(`${file.name} `, input);
+      item.append(label);
+      return item;
+    }));
+    each.style.display = files.length > 1 ? "" : "none";
+  }
+
+  async function makeEachNoise() {
+    const mine = ++run;
+    const texts = Array.from(eachList.querySelectorAll("input"), (input) => input.value.trim());
+    const distinct = [...new Set(texts.filter(Boolean))];
+    const made = new Map();
+    try {
+      for (const [k, text] of distinct.entries()) {
+        say(`Making noise for description ${k + 1} of ${distinct.length} (only the words are sent)…`);
+        made.set(text, await fetchNoise(text));
+        if (mine !== run) return;
+      }
+    } catch (err) {
+      say(`No noise made: ${err.message}. Nothing was protected.`);
+      return;
+    }
+    own = texts.map((text) => made.get(text) || null);
+    render();
+  }
+
+  folderButton.addEventListener("click", () => { if (ready()) protectIntoFolder(); });
+  eachMake.addEventListener("click", () => { if (files.length) makeEachNoise(); });
+  photoInput.addEventListener("change", () => {
+    files = Array.from(photoInput.files);
+    own = files.map(() => null);
+    listPhotos();
+    render();
+  });
   formatInput.addEventListener("change", render);
 
   root.t2ueSetNoise = (payload) => {
-    if (!payload) return;
-    const data = typeof payload === "string" ? JSON.parse(payload) : payload;
-    if (!data.png) return;
-    const img = new Image();
-    img.onload = () => { noise = { epsilon: data.epsilon, image: img }; render(); };
-    img.src = data.png;
+    if (!payload || !(typeof payload === "string" ? JSON.parse(payload) : payload).png) return;
+    decodeNoise(payload).then((decoded) => { noise = decoded; render(); });
   };
   window.t2ueZeroContact = root;
   say("Type a description and make noise first.");
