@@ -236,6 +236,26 @@ def test_zero_contact_gives_each_photo_the_noise_of_its_own_description(server, 
     page.close()
 
 
+def test_zero_contact_reads_descriptions_from_the_photos_xmp(server, browser, tmp_path, described_photo):
+    """Photos whose XMP holds a description (as Lightroom or Apple Photos write it) fill their lines in, in
+    the page, for the user to read; nothing is sent until they make the noise."""
+    paths = [described_photo(tmp_path / "beach.jpg", "xmp", "a dog on  the beach"),
+             described_photo(tmp_path / "plain.png", "none", ""),
+             described_photo(tmp_path / "garden.png", "xmp", "my garden in spring")]
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server)
+    page.wait_for_load_state("networkidle")
+    before = len(requests)
+    page.locator("#t2ue-photo").set_input_files([str(p) for p in paths])
+    page.wait_for_function("() => document.querySelector('#t2ue-each').open", timeout=30_000)
+    values = page.locator("#t2ue-each-list input").evaluate_all("(inputs) => inputs.map((i) => i.value)")
+    assert values == ["a dog on the beach", "", "my garden in spring"]
+    assert not [url for url in requests[before:] if "gradio_api/call" in url]  # nothing asked of the server
+    page.close()
+
+
 OPFS_FILES = """async (wanted) => {
   const root = await navigator.storage.getDirectory(), sizes = {};
   for await (const [name, handle] of root.entries()) sizes[name] = (await handle.getFile()).size;

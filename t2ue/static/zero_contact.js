@@ -257,19 +257,38 @@
     return decodeNoise(JSON.parse(complete.slice(complete.indexOf("data:") + 5))[0]);
   }
 
-  // One line per chosen photo for its own description (several photos only: one photo's is the one above).
+  // The description a photo app wrote into the file's XMP (dc:description, its x-default language),
+  // read here from the file's first 256 KB, where the packet sits in JPEG, HEIC and WebP; "" if none.
+  async function xmpDescription(file) {
+    const head = new TextDecoder("utf-8", { fatal: false }).decode(await file.slice(0, 1 << 18).arrayBuffer());
+    const packet = head.match(/<x:xmpmeta[\s\S]*?<\/x:xmpmeta>/);
+    if (!packet) return "";
+    const xml = new DOMParser().parseFromString(packet[0], "application/xml");
+    const field = xml.getElementsByTagNameNS("http://purl.org/dc/elements/1.1/", "description")[0];
+    if (!field) return "";
+    const items = Array.from(field.getElementsByTagNameNS("http://www.w3.org/1999/02/22-rdf-syntax-ns#", "li"));
+    const chosen = items.find((li) => li.getAttribute("xml:lang") === "x-default") || items[0] || field;
+    return chosen.textContent.split(/\s+/).filter(Boolean).join(" ");
+  }
+
+  // One line per chosen photo for its own description (several photos only: one photo's is the one above),
+  // filled in with what the photo's XMP says, for the user to read before anything is sent.
   function listPhotos() {
-    eachList.replaceChildren(...files.map((file) => {
+    const inputs = files.map(() => Object.assign(document.createElement("input"),
+                                                 { type: "text", placeholder: "the description above" }));
+    eachList.replaceChildren(...files.map((file, i) => {
       const item = document.createElement("li");
       const label = document.createElement("label");
-      const input = document.createElement("input");
-      input.type = "text";
-      input.placeholder = "the description above";
-      label.append(`${file.name} `, input);
+      label.append(`${file.name} `, inputs[i]);
       item.append(label);
       return item;
     }));
     each.style.display = files.length > 1 ? "" : "none";
+    if (files.length < 2) return;
+    Promise.all(files.map((file) => xmpDescription(file).catch(() => ""))).then((texts) => {
+      texts.forEach((text, i) => { if (text && !inputs[i].value) inputs[i].value = text; });
+      if (texts.some(Boolean)) each.open = true;  // the photos carry descriptions: show them
+    });
   }
 
   async function makeEachNoise() {
