@@ -188,7 +188,7 @@ def protect(
 
     from .api import load_noise_model, noise_from_text, protect_file_with_noise
     from .images import ImageError, psnr, read_description
-    from .photos import Captions, find_photos, plan_copies
+    from .photos import MANIFEST, Captions, find_photos, plan_copies, record_copy, refuse_earlier_copies
 
     if captions is not None and (text is not None or metadata_captions):
         _err("give --captions alone: the file holds every photo's description")
@@ -209,10 +209,13 @@ def protect(
     if not photos and listed is None:
         _err("give the photos to protect")
         raise typer.Exit(2)
-    found, problems = find_photos(photos, recursive=recursive, output_dir=output_dir) if photos else (
-        listed.photos(recursive), [])
+    found, problems, left_out = find_photos(photos, recursive=recursive, output_dir=output_dir) if photos else (
+        *refuse_earlier_copies(listed.photos(recursive)), [])
     for problem in problems:
         _err(problem)
+    if left_out:
+        typer.echo(f"left out {len(left_out)} cop{'y' if len(left_out) == 1 else 'ies'} t2ue protected earlier "
+                   f"(listed in their folders' {MANIFEST}), e.g. {left_out[0]}")
     if not found:
         _err("no photo to protect")
         raise typer.Exit(1)
@@ -283,8 +286,9 @@ def protect(
             made = dict(zip(texts, noise_from_text(texts, size=None, model=noise_model, seed=seed, mode=mode,
                                                    epsilon=epsilon, clusters=fitted)))
             results = pool.map(write, [(source, target, made[words]) for source, target, words in batch])
-            for (_, _, words), (line, ok) in zip(batch, results):
+            for (_, target, words), (line, ok) in zip(batch, results):
                 if ok:
+                    record_copy(output_dir, target)
                     typer.echo(f'{line}  "{_shortened(words)}"' if metadata_captions else line)
                 else:
                     failures += 1

@@ -4,6 +4,8 @@ A folder stands for the images in it (with ``recursive``, in its sub-folders too
 path relative to the folder); a pattern the shell left unexpanded is globbed; a captions file may list
 the photos itself. Copies land in one output folder, so two photos that would share a copy's path are
 caught here, before anything is written — compared without case, as macOS and Windows compare names.
+Each output folder lists the copies written into it (:data:`MANIFEST`), so that a later run over an
+album that holds them leaves them out instead of adding a second noise to protected copies.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .data import IMAGE_SUFFIXES, read_rows
+
+MANIFEST = ".t2ue-protected"  # in an output folder: the copies protect wrote there, one relative path a line
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,38 @@ class CopyPlan:
     write: list[tuple[Path, Path]]  # (photo, its copy) to protect
     kept: list[Path]                # copies already there, left as they are
     refused: list[str]              # one message per photo that cannot be written, naming it
+
+
+class EarlierCopies:
+    """Which files are protected copies an earlier run wrote: those listed in the manifest of a folder
+    above them (each manifest read once)."""
+
+    def __init__(self) -> None:
+        self._listed: dict[Path, frozenset[str]] = {}
+
+    def _list(self, folder: Path) -> frozenset[str]:
+        if folder not in self._listed:
+            try:
+                self._listed[folder] = frozenset((folder / MANIFEST).read_text(encoding="utf-8").splitlines())
+            except (OSError, UnicodeDecodeError):
+                self._listed[folder] = frozenset()
+        return self._listed[folder]
+
+    def manifest(self, path: Path) -> Path | None:
+        """The manifest that lists ``path`` as a protected copy, or None for a photo of the user's own."""
+        path = path.resolve()
+        for folder in path.parents:
+            if path.relative_to(folder).as_posix() in self._list(folder):
+                return folder / MANIFEST
+        return None
+
+
+def record_copy(output_dir: Path, copy: Path) -> None:
+    """Add a copy just written to its output folder's manifest (one line appended, in one write)."""
+    line = copy.relative_to(output_dir).as_posix()
+    if "\n" not in line:
+        with open(output_dir / MANIFEST, "a", encoding="utf-8") as manifest:
+            manifest.write(line + "\n")
 
 
 def _is_image(path: Path) -> bool:
@@ -66,14 +102,16 @@ def _relative(path: Path, base: Path) -> PurePosixPath:
 
 
 def find_photos(paths: list[Path], *, recursive: bool = False,
-                output_dir: Path | None = None) -> tuple[list[Photo], list[str]]:
-    """The photos the arguments name, and one message for each argument that names none.
+                output_dir: Path | None = None) -> tuple[list[Photo], list[str], list[Path]]:
+    """The photos the arguments name; one message for each argument that names none, or names a copy
+    protected earlier; and the earlier copies a folder or pattern reached and left out.
 
     A copy keeps only the file name, unless ``recursive``: then a folder's images keep their path
     relative to it, and a pattern's matches (``**`` reaches into sub-folders) theirs relative to the
     pattern's fixed part."""
     skip = output_dir.resolve() if output_dir is not None else None
-    photos, problems = [], []
+    earlier = EarlierCopies()
+    photos, problems, left_out = [], [], []
     for path in paths:
         if path.is_dir():
             found = [Photo(f, _relative(f, path) if recursive else PurePosixPath(f.name))
@@ -86,11 +124,31 @@ def find_photos(paths: list[Path], *, recursive: bool = False,
                      for f in matches if f.is_file() and not (recursive and _inside(f.resolve(), skip))]
             problem = f"{path}: no file matches"
         else:
-            found, problem = [Photo(path, PurePosixPath(path.name))], ""
+            named, refused = refuse_earlier_copies([Photo(path, PurePosixPath(path.name))], earlier)
+            photos += named
+            problems += refused
+            continue
+        mine = [photo for photo in found if earlier.manifest(photo.source) is None]
+        left_out += [photo.source for photo in found if photo not in mine]
         if not found:
             problems.append(problem)
-        photos += found
-    return photos, problems
+        photos += mine
+    return photos, problems, left_out
+
+
+def refuse_earlier_copies(photos: list[Photo], earlier: EarlierCopies | None = None) -> tuple[list[Photo], list[str]]:
+    """Photos named one by one (on the command line, in a captions file), less those that are copies t2ue
+    protected earlier, each refused with a message that names it."""
+    earlier = earlier or EarlierCopies()
+    kept, refused = [], []
+    for photo in photos:
+        manifest = earlier.manifest(photo.source) if photo.source.exists() else None
+        if manifest is None:
+            kept.append(photo)
+        else:
+            refused.append(f"{photo.source}: a copy t2ue protected earlier (listed in {manifest}); protecting it "
+                           "again would add a second noise, so give the original")
+    return kept, refused
 
 
 def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = False) -> CopyPlan:

@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -9,8 +8,14 @@ from typer.testing import CliRunner
 
 import t2ue
 from t2ue.cli import app
+from t2ue.photos import MANIFEST
 
 runner = CliRunner()
+
+
+def _copies(folder):
+    """The protected copies in an output folder (its manifest of them left out)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
 
 
 def test_noise_from_text_shapes_budget_determinism(tiny_noise_model_dir):
@@ -91,11 +96,11 @@ def test_cli_protect_takes_a_folder_and_a_pattern_the_shell_left(tiny_noise_mode
     result = runner.invoke(app, ["protect", str(album), "--text", "a blue card", "-o", str(tmp_path / "out"),
                                  "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "b.png"]
+    assert _copies(tmp_path / "out") == ["a.jpg", "b.png"]
     result = runner.invoke(app, ["protect", str(album / "*.jpg"), str(album / "*.heic"), "--text", "a blue card",
                                  "-o", str(tmp_path / "out2"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1 and "*.heic: no file matches" in result.output
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["a.jpg"]
+    assert _copies(tmp_path / "out2") == ["a.jpg"]
     result = runner.invoke(app, ["protect", str(album / "*.heic"), "--text", "a blue card", "-o", str(tmp_path / "o3"),
                                  "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1 and "no photo to protect" in result.output and not (tmp_path / "o3").exists()
@@ -115,7 +120,7 @@ def test_cli_protect_end_to_end(tiny_noise_model_dir, tmp_path):
                                  "--captions", str(captions), "-o", str(out), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1  # one failure is reported in the exit status
     assert "broken.jpg" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png"]
+    assert _copies(out) == ["a.jpg", "b.png"]
     with Image.open(out / "a.jpg") as a, Image.open(out / "b.png") as b:
         assert (a.format, a.size, b.format, b.mode, b.size) == ("JPEG", (64, 48), "PNG", "L", (30, 31))
     assert {p.name: p.read_bytes() for p in src.iterdir()} == originals  # inputs untouched
@@ -133,7 +138,7 @@ def test_cli_protect_takes_the_photos_a_captions_file_lists(tiny_noise_model_dir
     result = runner.invoke(app, ["protect", "--captions", str(captions), "-o", str(out),
                                  "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1 and "gone.jpg: no such file" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["beach.jpg", "lake.png"]
+    assert _copies(out) == ["beach.jpg", "lake.png"]
     result = runner.invoke(app, ["protect", "-o", str(out), "--text", "x", "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 2 and "give the photos to protect" in result.output
 
@@ -189,12 +194,40 @@ def test_cli_protect_recursive_mirrors_the_album_and_resumes(tiny_noise_model_di
     assert result.output.count("already there, kept") == 3 and result.output.splitlines()[-1] == "1 protected, 3 kept"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == copies  # its own copies not walked
     assert all((out / c).stat().st_mtime_ns == before[c] for c in copies if c != "top.png")
-    shutil.rmtree(out)  # else the pattern below finds the copies too, as it should
+    # another run into another folder: the pattern reaches the first run's copies too, and leaves them out
     result = runner.invoke(app, ["protect", str(album / "**" / "IMG_*.png"), "-r", "--text", "x", "-o",
                                  str(tmp_path / "globbed"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(tmp_path / "globbed").as_posix() for p in (tmp_path / "globbed").rglob("*.png")) == [
         "2025/IMG_1.png", "2026/IMG_1.png"]
+    assert "left out 2 copies t2ue protected earlier" in result.output
+
+
+def test_cli_protect_never_protects_its_own_copies_twice(tiny_noise_model_dir, tmp_path):
+    """Copies a run wrote are listed in its output folder; a later run over an album that holds them leaves
+    them out (a second noise would double the perturbation), names one given on its own, and still
+    protects the originals beside them."""
+    album = tmp_path / "album"
+    _album(album, ["a.png", "b.png"])
+    model = ["--model", str(tiny_noise_model_dir)]
+    first = runner.invoke(app, ["protect", str(album), "--text", "our garden", "-o", str(album / "2025"), *model])
+    assert first.exit_code == 0, first.output
+    assert sorted((album / "2025" / MANIFEST).read_text().splitlines()) == ["a.png", "b.png"]
+    _album(album / "2025", ["new.png"])  # an original saved into that folder later is no copy
+    again = runner.invoke(app, ["protect", str(album), "-r", "--text", "our garden", "-o", str(tmp_path / "out"), *model])
+    assert again.exit_code == 0, again.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")) == [
+        "2025/new.png", "a.png", "b.png"]
+    assert "left out 2 copies t2ue protected earlier" in again.output
+    named = runner.invoke(app, ["protect", str(album / "2025" / "a.png"), str(album / "b.png"), "--text", "x",
+                                "-o", str(tmp_path / "named"), *model])
+    assert named.exit_code == 1 and "a.png: a copy t2ue protected earlier" in named.output
+    assert _copies(tmp_path / "named") == ["b.png"]
+    captions = album / "captions.csv"
+    captions.write_text("image,caption\n2025/b.png,the garden\na.png,the garden\n")
+    listed = runner.invoke(app, ["protect", "--captions", str(captions), "-r", "-o", str(tmp_path / "listed"), *model])
+    assert listed.exit_code == 1 and "b.png: a copy t2ue protected earlier" in listed.output
+    assert _copies(tmp_path / "listed") == ["a.png"]
 
 
 def test_cli_protect_captions_match_by_path_before_name(tiny_noise_model_dir, tmp_path):
@@ -272,7 +305,7 @@ def test_cli_protect_in_parallel_writes_what_one_at_a_time_writes(tiny_noise_mod
         assert result.exit_code == 1 and "p3.png" in result.output and "5 protected, 1 failed" in result.output
         reported = [line.split()[0] for line in result.output.splitlines() if "PSNR" in line]
         assert reported == [str(out / n) for n in names if n != "p3.png"]
-        outputs[jobs] = {p.name: p.read_bytes() for p in out.iterdir()}
+        outputs[jobs] = {p.name: p.read_bytes() for p in out.iterdir() if p.name != MANIFEST}
     assert outputs[1] == outputs[3] and len(outputs[1]) == 5
     with Image.open(album / "p4.png") as original, Image.open(tmp_path / "out3" / "p4.png") as copy:
         expected = t2ue.protect(original, "coat", model=tiny_noise_model_dir, mode="class")
@@ -285,7 +318,7 @@ def test_cli_protect_same_name_in_another_case_is_one_file(tiny_noise_model_dir,
     result = runner.invoke(app, ["protect", str(tmp_path / "one"), str(tmp_path / "two"), "--text", "a card",
                                  "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1 and "same file name" in result.output and "1 protected, 1 failed" in result.output
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["A.png"]
+    assert _copies(tmp_path / "out") == ["A.png"]
 
 
 def test_cli_protect_needs_text_or_captions(tmp_path):
@@ -401,7 +434,7 @@ def test_cli_protect_refuses_gif_and_goes_on(tiny_noise_model_dir, tmp_path):
     result = runner.invoke(app, ["protect", str(tmp_path / "a.gif"), str(tmp_path / "b.png"), "--text", "a card",
                                  "-o", str(tmp_path / "out"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 1 and "a.gif: GIF keeps at most 256 colours" in result.output
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
+    assert _copies(tmp_path / "out") == ["b.png"]
 
 
 XMP_NO_MINING = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
