@@ -133,8 +133,8 @@ def _iptc_text(iptc: dict, key: tuple[int, int]) -> str | None:
 
 def _exif_text(exif: Image.Exif, tag: int) -> str | None:
     value = exif.get(tag)
-    if isinstance(value, bytes):  # Windows' XP tags: UTF-16LE
-        value = value.decode("utf-16-le", errors="replace")
+    if isinstance(value, bytes):  # Windows' XP tags are UTF-16LE; text in any other byte tag, UTF-8
+        value = value.decode("utf-16-le" if tag in (XP_TITLE, XP_COMMENT, XP_SUBJECT) else "utf-8", errors="replace")
     elif isinstance(value, str):  # an ASCII tag, which Pillow reads as Latin-1, but tools write UTF-8 into it
         try:
             value = value.encode("latin-1").decode("utf-8")
