@@ -128,11 +128,13 @@ def find_photos(paths: list[Path], *, recursive: bool = False,
             photos += named
             problems += refused
             continue
-        mine = [photo for photo in found if earlier.manifest(photo.source) is None]
-        left_out += [photo.source for photo in found if photo not in mine]
         if not found:
             problems.append(problem)
-        photos += mine
+        for photo in found:
+            if earlier.manifest(photo.source) is None:
+                photos.append(photo)
+            else:
+                left_out.append(photo.source)
     return photos, problems, left_out
 
 
