@@ -5,6 +5,9 @@ Photo files often hide smaller copies of the photo in their metadata — a camer
 EXIF maker note, a Photoshop thumbnail in the JPEG's IPTC block, an XMP thumbnail, an EXIF dump in a
 PNG text chunk. Those copies would not carry the noise, so a scraper could train on them instead. The
 functions here keep the metadata and leave every such copy out.
+
+They also read the photo's own description from it (:func:`description`), for noise made from the words
+the owner already wrote.
 """
 
 from __future__ import annotations
@@ -104,13 +107,15 @@ def carried(im: Image.Image) -> dict:
 
 def _xmp_alternatives(xmp: bytes | str | None) -> dict[str, str]:
     """dc:description and dc:title of an XMP packet: each language alternative's x-default, else its first."""
+    if not xmp:
+        return {}
     try:
-        root = ET.fromstring(xmp.encode() if isinstance(xmp, str) else xmp.lstrip(b"\xef\xbb\xbf")) if xmp else None
+        root = ET.fromstring(xmp.encode() if isinstance(xmp, str) else xmp.lstrip(b"\xef\xbb\xbf"))
     except ET.ParseError:
         return {}
     found = {}
     for field in ("description", "title"):
-        for prop in [] if root is None else root.iter(_DC + field):
+        for prop in root.iter(_DC + field):
             items = list(prop.iter(_RDF + "li")) or [prop]
             chosen = next((li for li in items if li.get(_XML_LANG) == "x-default"), items[0])
             if chosen.text and chosen.text.strip():
