@@ -180,6 +180,8 @@ def protect(
                                      "else fit them and save them there (default: those saved with the noise "
                                      "model, else fitted and saved in OUTPUT_DIR/clusters)."),
     separate: str = typer.Option("none", help="--mode cluster: " + SEPARATE_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say which photos would be protected into which copies "
+                                 "with which words, and which would fail, without loading the model or writing."),
 ) -> None:
     """Protect photos on this machine; each copy keeps its name, size, format and orientation."""
     from concurrent.futures import ThreadPoolExecutor
@@ -198,6 +200,9 @@ def protect(
         raise typer.Exit(2)
     if text is not None and not text.strip():
         _err("--text is empty: the noise is made from the description, so give one")
+        raise typer.Exit(2)
+    if separate != "none" and mode != "cluster":
+        _err("--separate goes with --mode cluster")
         raise typer.Exit(2)
     listed = None
     if captions is not None:
@@ -231,14 +236,34 @@ def protect(
                               "--text for such photos, or a --captions file")
         return embedded or text
 
+    if output_dir.exists() and not output_dir.is_dir():
+        _err(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
+        raise typer.Exit(2)
+    plan = plan_copies(found, output_dir, skip_existing=skip_existing)
+    for target in plan.kept:
+        typer.echo(f"{target}  already there, kept")
+    for message in plan.refused:
+        _err(message)
+    failures, kept = len(plan.refused), len(plan.kept)
+    todo: list[tuple[Path, Path, str]] = []
+    for source, target in plan.write:
+        try:
+            todo.append((source, target, description(source)))
+        except (LookupError, ImageError) as err:
+            failures += 1
+            _err(str(err))
+
+    if dry_run:
+        for source, target, words in todo:
+            typer.echo(f'{target}  would be protected from {source}  "{_shortened(words)}"')
+        summary = ", ".join([f"{len(todo)} would be protected", *([f"{kept} kept"] if kept else []),
+                             *([f"{failures + len(problems)} would fail"] if failures or problems else [])])
+        typer.echo(f"{summary}; nothing written (dry run)")
+        raise typer.Exit(1 if failures or problems else 0)
     try:
-        if output_dir.exists() and not output_dir.is_dir():
-            raise ValueError(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
         output_dir.mkdir(parents=True, exist_ok=True)
         noise_model = load_noise_model(model)
         fitted = None
-        if separate != "none" and mode != "cluster":
-            raise ValueError("--separate goes with --mode cluster")
         if mode == "cluster" and cluster_dir is None and noise_model.clusters is not None:
             if separate != "none":
                 raise ValueError("--separate is chosen when clusters are fitted; this noise model brings its own")
@@ -256,19 +281,6 @@ def protect(
     except (ValueError, FileNotFoundError, OSError) as err:
         _err(str(err))
         raise typer.Exit(2) from err
-    plan = plan_copies(found, output_dir, skip_existing=skip_existing)
-    for target in plan.kept:
-        typer.echo(f"{target}  already there, kept")
-    for message in plan.refused:
-        _err(message)
-    failures, kept = len(plan.refused), len(plan.kept)
-    todo: list[tuple[Path, Path, str]] = []
-    for source, target in plan.write:
-        try:
-            todo.append((source, target, description(source)))
-        except (LookupError, ImageError) as err:
-            failures += 1
-            _err(str(err))
 
     def write(task: tuple[Path, Path, torch.Tensor]) -> tuple[str, bool]:
         source, target, noise = task

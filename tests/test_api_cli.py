@@ -287,6 +287,23 @@ def test_cli_protect_takes_each_photos_own_description(tiny_noise_model_dir, tmp
     assert refused.exit_code == 2 and "--captions alone" in refused.output
 
 
+def test_cli_protect_dry_run_says_what_would_happen_and_writes_nothing(tmp_path, described_photo):
+    """--dry-run names each copy with the words its noise would come from, the copies already there and the
+    photos that would fail, and creates nothing: no output folder, no manifest, no clusters, no model loaded."""
+    album = tmp_path / "album"
+    album.mkdir()
+    described_photo(album / "beach.jpg", "xmp", "a dog on the beach")
+    described_photo(album / "plain.png", "none", "")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["protect", str(album), "--metadata-captions", "--mode", "cluster", "-o", str(out),
+                                 "--model", str(tmp_path / "no-such-model"), "--dry-run"])
+    assert result.exit_code == 1, result.output
+    assert f'{out / "beach.jpg"}  would be protected from {album / "beach.jpg"}  "a dog on the beach"' in result.output
+    assert "plain.png: no description in its metadata" in result.output
+    assert "1 would be protected, 1 would fail; nothing written (dry run)" in result.output
+    assert not out.exists()
+
+
 def test_cli_protect_in_parallel_writes_what_one_at_a_time_writes(tiny_noise_model_dir, tmp_path):
     """--jobs 3 writes the same bytes as --jobs 1, reports in the photos' order and still names the bad file;
     noise made for a batch of photos at once is each photo's own (class mode: each caption a label)."""
