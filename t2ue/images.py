@@ -29,6 +29,10 @@ register_heif_opener()  # HEIC / HEIF, what phones save photos as
 # raw modes of 16 bits per channel (RGB;16B, RGBA;16L, ...); not BGR;16, which is 5-6-5 BMP pixels
 _DEEP_RAW_MODE = re.compile(r"\b(RGBA?|RGBX|LA|CMYK);16")
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
+# Camera raw files: most are TIFF inside, and Pillow would read their first directory — a small preview,
+# not the photo — so they are refused by name rather than protected at the wrong size
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
+                ".pef", ".srw", ".3fr", ".erf", ".kdc", ".mos", ".mrw", ".x3f", ".iiq", ".raw")
 
 
 class ImageError(ValueError):
@@ -76,6 +80,8 @@ def _opened(path: Path) -> Iterator[Image.Image]:
     raised as :class:`ImageError` naming the file."""
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the images in it (e.g. {path / '*.jpg'})")
+    if path.suffix.lower() in RAW_SUFFIXES:
+        raise ImageError(f"{path}: a camera raw file; export a JPEG or TIFF of it (what gets posted) and protect that")
     try:
         with Image.open(path) as im:
             yield im

@@ -127,6 +127,15 @@ def test_damaged_file_names_the_file(tmp_path):
         load_image(bad)
 
 
+def test_camera_raw_is_refused_not_read_as_its_preview(tmp_path):
+    """A NEF, CR2, ARW or DNG is a TIFF whose first directory Pillow would read — the camera's small
+    preview — so a raw file is refused by name instead of being protected at the wrong size."""
+    for name in ("DSC_0001.NEF", "IMG_0001.dng"):
+        Image.new("RGB", (20, 10)).save(tmp_path / name, format="TIFF")  # the preview a raw file starts with
+        with pytest.raises(ImageError, match=f"{name}: a camera raw file"):
+            load_image(tmp_path / name)
+
+
 def test_sixteen_bit_rgb_is_refused_not_truncated(tmp_path):
     """Pillow decodes a 48-bit PNG to 8-bit RGB without a word; the loader says so instead."""
     import struct
