@@ -558,6 +558,20 @@ def test_protected_copy_carries_no_unprotected_preview(tiny_noise_model_dir, tmp
         assert copy.text["Author"] == "Jane Doe" and "Raw profile type exif" not in copy.text
 
 
+def test_protected_copy_carries_no_motion_photo_video(tiny_noise_model_dir, tmp_path):
+    """A motion photo (Google's and Samsung's) is a JPEG with its short video appended after the image;
+    those frames would carry no noise, so the copy holds the protected still alone."""
+    source = tmp_path / "PXL_0001.MP.jpg"
+    Image.new("RGB", (40, 30), (20, 160, 90)).save(source, quality=95)
+    video = b"\x00\x00\x00\x18ftypmp42" + b"unprotected frames " * 500
+    with open(source, "ab") as handle:
+        handle.write(video)
+    t2ue.api.protect_file(source, tmp_path / "out.jpg", "a green card", model=tiny_noise_model_dir)
+    written = (tmp_path / "out.jpg").read_bytes()
+    assert b"ftypmp42" not in written and b"unprotected frames" not in written
+    assert written.endswith(b"\xff\xd9")  # ends where the JPEG ends
+
+
 def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
     """HEIC in, HEIC out (quality 95, 4:4:4 chroma, XMP and EXIF kept, no thumbnail, the noise on it); 10-bit
     HEIC refused."""
