@@ -163,7 +163,8 @@ def protect(
                                   "path, else by file name)."),
     metadata_captions: bool = typer.Option(False, "--metadata-captions", help="Each photo's own description, as "
                                            "photo apps write it into the file (XMP, IPTC, EXIF, PNG text; titles "
-                                           "when there is no description); --text for photos without one."),
+                                           "when there is no description) or beside it (XMP sidecar, Google "
+                                           "Takeout JSON); --text for photos without one."),
     recursive: bool = typer.Option(False, "-r", "--recursive", help="Folders' sub-folders too; every copy keeps "
                                    "its path relative to the folder (or as the captions file lists it)."),
     skip_existing: bool = typer.Option(False, help="Leave copies already in the output folder as they are (resumes "

@@ -126,10 +126,13 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
 
 def read_description(path: str | os.PathLike) -> str | None:
     """The description written into a photo file's own metadata (:func:`t2ue.metadata.description`),
-    read without decoding its pixels; ``None`` when it has none. :class:`ImageError` names a file that
-    cannot be read."""
-    with _opened(Path(path)) as im:
-        return metadata.description(im)
+    read without decoding its pixels, else the one kept beside it in a sidecar (an XMP file, Google
+    Takeout's JSON: :func:`t2ue.metadata.sidecar_description`); ``None`` when there is none.
+    :class:`ImageError` names a file that cannot be read."""
+    path = Path(path)
+    with _opened(path) as im:
+        embedded = metadata.description(im)
+    return embedded or metadata.sidecar_description(path)
 
 
 def _linear_weights(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -12,8 +12,11 @@ the owner already wrote.
 
 from __future__ import annotations
 
+import glob
+import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from PIL import Image, IptcImagePlugin
 
@@ -165,7 +168,53 @@ def description(im: Image.Image) -> str | None:
                  _exif_text(exif, XP_COMMENT), _exif_text(exif, XP_SUBJECT), png.get("Description"),
                  xmp.get("title"), _iptc_text(iptc, IPTC_HEADLINE), _iptc_text(iptc, IPTC_OBJECT_NAME),
                  _exif_text(exif, XP_TITLE), png.get("Title")):
-        text = " ".join(str(text or "").split())
+        text = _clean(text)
         if text and not _PLACEHOLDERS.fullmatch(text) and text.lower() not in camera:
             return text
+    return None
+
+
+def _clean(text: object) -> str:
+    return " ".join(str(text or "").split())
+
+
+def _xmp_sidecars(photo: Path) -> list[Path]:
+    """XMP sidecars as photo tools write them: ``IMG_1.jpg.xmp`` (darktable, digiKam) or ``IMG_1.xmp``
+    (Lightroom, Capture One)."""
+    return [photo.with_name(photo.name + ".xmp"), photo.with_suffix(".xmp")]
+
+
+def _takeout_sidecars(photo: Path) -> list[Path]:
+    """Google Takeout's JSON beside a photo: ``IMG_1.jpg.json``, or ``IMG_1.jpg.supplemental-metadata.json``
+    with that word cut short where the whole name passed Takeout's length limit."""
+    full = ".supplemental-metadata"
+    found = [photo.with_name(photo.name + ".json")]
+    try:
+        found += sorted(c for c in photo.parent.glob(f"{glob.escape(photo.name)}.*.json")
+                        if full.startswith(c.name[len(photo.name):-len(".json")]))
+    except OSError:
+        pass
+    return found
+
+
+def sidecar_description(photo: Path) -> str | None:
+    """The description kept *beside* a photo: an XMP sidecar's ``dc:description`` (else its title) or
+    the ``description`` of Google Takeout's JSON. ``None`` when there is none or it does not parse."""
+    for sidecar in _xmp_sidecars(photo):
+        if sidecar.is_file():
+            try:
+                fields = _xmp_alternatives(sidecar.read_bytes())
+            except OSError:
+                continue
+            text = _clean(fields.get("description") or fields.get("title"))
+            if text:
+                return text
+    for sidecar in _takeout_sidecars(photo):
+        if sidecar.is_file():
+            try:
+                text = _clean(json.loads(sidecar.read_text(encoding="utf-8")).get("description"))
+            except (OSError, ValueError, AttributeError):
+                continue
+            if text:
+                return text
     return None

@@ -153,6 +153,12 @@ def _iptc_app13(datasets: dict[int, bytes]) -> bytes:
 
 
 @pytest.fixture
+def xmp_packet():
+    """Makes an XMP packet with a description (and a title), as a sidecar file or a photo holds it."""
+    return _xmp_packet
+
+
+@pytest.fixture
 def described_photo():
     """Writes a small photo whose description sits where a photo app puts it: ``kind`` is xmp (JPEG, WebP,
     HEIC, PNG), iptc (JPEG), exif (ImageDescription), xp-title (Windows), png-text or tiff."""

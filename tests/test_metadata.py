@@ -1,5 +1,7 @@
 """A photo's own description, read from its metadata the way photo apps write it."""
 
+import json
+
 import pytest
 from PIL import Image
 
@@ -42,3 +44,25 @@ def _exif(tag, value):
     exif = Image.Exif()
     exif[tag] = value
     return exif
+
+
+def test_description_kept_beside_the_photo(described_photo, xmp_packet, tmp_path):
+    """A description in an XMP sidecar (darktable's IMG.jpg.xmp, Lightroom's IMG.xmp) or in Google
+    Takeout's JSON (also under the cut-short name Takeout gives long ones) is read when the file itself
+    has none; the file's own comes first; a JSON that does not parse is passed over."""
+    darktable = described_photo(tmp_path / "dt.jpg", "none", "")
+    (tmp_path / "dt.jpg.xmp").write_bytes(xmp_packet("the old mill in fog"))
+    lightroom = described_photo(tmp_path / "IMG_7.jpg", "none", "")
+    (tmp_path / "IMG_7.xmp").write_bytes(xmp_packet("", title="Harbour at dawn"))
+    takeout = described_photo(tmp_path / "PXL_2024.jpg", "none", "")
+    (tmp_path / "PXL_2024.jpg.supplemental-metad.json").write_text(json.dumps(
+        {"title": "PXL_2024.jpg", "description": "Mia's first birthday"}))
+    older = described_photo(tmp_path / "a.png", "none", "")
+    (tmp_path / "a.png.json").write_text(json.dumps({"title": "a.png", "description": "  snow  day "}))
+    own = described_photo(tmp_path / "own.jpg", "xmp", "what the file says")
+    (tmp_path / "own.jpg.json").write_text(json.dumps({"description": "what Takeout says"}))
+    broken = described_photo(tmp_path / "b.jpg", "none", "")
+    (tmp_path / "b.jpg.json").write_text("{not json")
+    (tmp_path / "b.jpg.other.json").write_text(json.dumps({"description": "not a sidecar of b.jpg"}))
+    assert [read_description(p) for p in (darktable, lightroom, takeout, older, own, broken)] == [
+        "the old mill in fog", "Harbour at dawn", "Mia's first birthday", "snow day", "what the file says", None]
