@@ -233,7 +233,7 @@ def protect(
             return listed.caption(photo)
         embedded = read_description(photo) if metadata_captions else None
         if embedded is None and text is None:
-            raise LookupError(f"{photo}: no description in its metadata (XMP, IPTC, EXIF or PNG text); give "
+            raise LookupError(f"{photo}: no description in its metadata (XMP, IPTC, EXIF, PNG text) nor in a sidecar; give "
                               "--text for such photos, or a --captions file")
         return embedded or text
 
