@@ -233,8 +233,8 @@ def protect(
             return listed.caption(photo)
         embedded = read_description(photo) if metadata_captions else None
         if embedded is None and text is None:
-            raise LookupError(f"{photo}: no description in its metadata (XMP, IPTC, EXIF, PNG text) nor in a sidecar; give "
-                              "--text for such photos, or a --captions file")
+            raise LookupError(f"{photo}: no description in its metadata (XMP, IPTC, EXIF, PNG text) nor in a "
+                              "sidecar; give --text for such photos, or a --captions file")
         return embedded or text
 
     if output_dir.exists() and not output_dir.is_dir():
