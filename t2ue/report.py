@@ -155,10 +155,11 @@ class Table:
         first = self.results[0]["metrics"]
         guess = {c: (first.get(f"random_{c}", float("nan")), 0.0) for c in self.columns()}
         out = [{"row": "random guess", "values": guess, "ratio": None, "psnr": None, "ssim": None, "seeds": ""}]
-        majority = first.get("majority_accuracy")
-        if self.columns() == ["accuracy"] and majority is not None and majority > 1.5 * guess["accuracy"][0]:
+        column = self.columns()[0] if len(self.columns()) == 1 else None
+        majority = first.get(f"majority_{column}")
+        if majority is not None and majority > 1.5 * guess[column][0]:
             # Unbalanced labels (e.g. 4 coarse groups, half of them tops): a constant answer beats chance.
-            out.append({"row": "majority class (one constant answer)", "values": {"accuracy": (majority, 0.0)},
+            out.append({"row": "majority class (one constant answer)", "values": {column: (majority, 0.0)},
                         "ratio": None, "psnr": None, "ssim": None, "seeds": ""})
         for (method, epsilon, fraction, defense), runs in self.rows.items():
             label = "clean (none)" if method == "none" else f"{method} ε={epsilon}" + (

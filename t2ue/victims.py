@@ -263,4 +263,6 @@ def evaluate_victim(model: nn.Module, recipe: VictimRecipe, test: ImageTextSet, 
             classes.append(F.normalize(emb, dim=-1))
         metrics["zeroshot_accuracy"] = accuracy(img @ torch.stack(classes).T, labels)
         metrics["random_zeroshot_accuracy"] = 1.0 / len(test.class_names)
+        counts = np.bincount(labels, minlength=len(test.class_names))
+        metrics["majority_zeroshot_accuracy"] = float(counts.max() / counts.sum())
     return metrics
