@@ -154,10 +154,12 @@ def refuse_earlier_copies(photos: list[Photo], earlier: EarlierCopies | None = N
 
 
 def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = False) -> CopyPlan:
-    """Each photo's copy under ``output_dir``; refused when it would overwrite an input, or a copy made
-    for an earlier photo (paths compared without case); with ``skip_existing``, copies already there kept."""
+    """Each photo's copy under ``output_dir``; refused when it would overwrite an input, a copy made for an
+    earlier photo (paths compared without case) or any file there that is not a copy t2ue wrote (an
+    original of the user's); with ``skip_existing``, files already there kept."""
     inputs = {p.source.resolve() for p in photos}
     claimed: dict[str, Path] = {}
+    earlier = EarlierCopies()
     plan = CopyPlan([], [], [])
     for photo in photos:
         source, target = photo.source, output_dir.joinpath(*photo.copy.parts)
@@ -177,6 +179,10 @@ def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = 
         claimed[key] = source
         if skip_existing and target.exists():
             plan.kept.append(target)
+        elif target.exists() and earlier.manifest(target) is None:
+            plan.refused.append(f"{source}: {target} is already there and is no copy t2ue wrote (it is not listed in "
+                                f"{output_dir / MANIFEST}); it is left as it is: choose another --output-dir, or "
+                                "--skip-existing to keep such files")
         else:
             plan.write.append((source, target))
     return plan

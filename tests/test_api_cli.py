@@ -287,6 +287,25 @@ def test_cli_protect_takes_each_photos_own_description(tiny_noise_model_dir, tmp
     assert refused.exit_code == 2 and "--captions alone" in refused.output
 
 
+def test_cli_protect_never_writes_over_a_photo_already_in_the_output_folder(tiny_noise_model_dir, tmp_path):
+    """A file of the same name already in the output folder that t2ue did not write — the user's own
+    original — is left untouched and the photo named; a copy t2ue wrote there earlier is replaced by a
+    new run (another description, another model)."""
+    _album(tmp_path / "downloads", ["IMG_1.png", "IMG_2.png"])
+    pictures = tmp_path / "Pictures"
+    _album(pictures, ["IMG_1.png"])  # a different photo that happens to share the name
+    mine = (pictures / "IMG_1.png").read_bytes()
+    model = ["--model", str(tiny_noise_model_dir)]
+    result = runner.invoke(app, ["protect", str(tmp_path / "downloads"), "--text", "a card", "-o", str(pictures), *model])
+    assert result.exit_code == 1 and "IMG_1.png is already there and is no copy t2ue wrote" in result.output
+    assert (pictures / "IMG_1.png").read_bytes() == mine and (pictures / "IMG_2.png").exists()
+    first = (pictures / "IMG_2.png").read_bytes()
+    again = runner.invoke(app, ["protect", str(tmp_path / "downloads" / "IMG_2.png"), "--text", "another card", "-o",
+                                str(pictures), *model])
+    assert again.exit_code == 0, again.output
+    assert (pictures / "IMG_2.png").read_bytes() != first  # its own earlier copy, made again
+
+
 def test_cli_protect_dry_run_says_what_would_happen_and_writes_nothing(tmp_path, described_photo):
     """--dry-run names each copy with the words its noise would come from, the copies already there and the
     photos that would fail, and creates nothing: no output folder, no manifest, no clusters, no model loaded."""
