@@ -295,7 +295,8 @@ def test_unreadable_images_are_left_out_by_name(photo_folder, tmp_path):
 
 def test_report_shows_the_majority_class_where_labels_are_unbalanced():
     """Four coarse groups, half of them tops: a constant answer scores 0.5, which the table must show
-    next to chance (0.25), since half of clean accuracy lies below it. Balanced labels get no such row."""
+    next to chance (0.25), since half of clean accuracy lies below it — for the classifier and for the
+    CLIP's zero-shot accuracy alike. Balanced labels get no such row."""
     results = load_results(Path(__file__).parents[1] / "eval" / "results" / "runs")
     coarse = [r for r in results if r["config"].get("exploiter") == "coarse-labels" and r["config"]["method"] == "none"
               and r["victim"]["kind"] == "classifier"]
@@ -307,6 +308,9 @@ def test_report_shows_the_majority_class_where_labels_are_unbalanced():
     assert majority == pytest.approx(0.4985) and rows["random guess"]["values"]["accuracy"][0] == 0.25
     assert 0.5 * Table(coarse).clean < majority
     assert balanced and not any(r["row"].startswith("majority") for r in Table(balanced).records())
+    clip = [r for r in results if r["config"].get("exploiter") == "coarse-labels" and r["victim"]["kind"] == "clip"]
+    rows = {rec["row"]: rec for rec in Table(clip).records()}  # zero-shot over the 4 group prompts: the same bar
+    assert rows["majority class (one constant answer)"]["values"]["zeroshot_accuracy"][0] == pytest.approx(0.4985)
 
 
 def test_protector_view_keys_the_noise_to_other_labels(tmp_path, cache):
