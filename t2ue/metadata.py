@@ -12,8 +12,9 @@ the owner already wrote.
 
 from __future__ import annotations
 
-import glob
+import functools
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -184,17 +185,24 @@ def _xmp_sidecars(photo: Path) -> list[Path]:
     return [photo.with_name(photo.name + ".xmp"), photo.with_suffix(".xmp")]
 
 
+@functools.lru_cache(maxsize=16)
+def _json_names(folder: Path, mtime_ns: int) -> frozenset[str]:
+    """The JSON file names in a folder, listed once per state of the folder (its mtime changes when a
+    file is added or removed), so an album of thousands of photos is not listed once per photo."""
+    return frozenset(name for name in os.listdir(folder) if name.endswith(".json"))
+
+
 def _takeout_sidecars(photo: Path) -> list[Path]:
     """Google Takeout's JSON beside a photo: ``IMG_1.jpg.json``, or ``IMG_1.jpg.supplemental-metadata.json``
     with that word cut short where the whole name passed Takeout's length limit."""
     full = ".supplemental-metadata"
-    found = [photo.with_name(photo.name + ".json")]
     try:
-        found += sorted(c for c in photo.parent.glob(f"{glob.escape(photo.name)}.*.json")
-                        if full.startswith(c.name[len(photo.name):-len(".json")]))
+        names = _json_names(photo.parent, photo.parent.stat().st_mtime_ns)
     except OSError:
-        pass
-    return found
+        return []
+    found = [photo.name + ".json"] + sorted(
+        name for name in names if name.startswith(photo.name + ".") and full.startswith(name[len(photo.name):-5]))
+    return [photo.with_name(name) for name in dict.fromkeys(found) if name in names]
 
 
 def sidecar_description(photo: Path) -> str | None:
