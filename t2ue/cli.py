@@ -301,7 +301,10 @@ def protect(
             results = pool.map(write, [(source, target, made[words]) for source, target, words in batch])
             for (_, target, words), (line, ok) in zip(batch, results):
                 if ok:
-                    record_copy(output_dir, target)
+                    try:
+                        record_copy(output_dir, target)
+                    except OSError as err:  # the copy stands; a later run may not know it for one
+                        _err(f"{output_dir / MANIFEST}: {target} could not be listed ({err})")
                     typer.echo(f'{line}  "{_shortened(words)}"' if metadata_captions else line)
                 else:
                     failures += 1
