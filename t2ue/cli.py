@@ -191,7 +191,7 @@ def protect(
 
     from .api import load_noise_model, noise_from_text, protect_file_with_noise
     from .images import ImageError, psnr, read_description
-    from .photos import MANIFEST, Captions, find_photos, plan_copies, record_copy, refuse_earlier_copies
+    from .photos import MANIFEST, Captions, EarlierCopies, find_photos, plan_copies, record_copy, refuse_earlier_copies
 
     if captions is not None and (text is not None or metadata_captions):
         _err("give --captions alone: the file holds every photo's description")
@@ -292,6 +292,7 @@ def protect(
         except (ImageError, ValueError, OSError) as err:
             return (str(err) if str(source) in str(err) else f"{source}: {err}"), False
 
+    listed_copies = EarlierCopies()  # the manifest as this run found it
     with ThreadPoolExecutor(jobs) as pool:
         for start in range(0, len(todo), NOISE_BATCH):  # the noise of a batch of photos at a time, in one call
             batch = todo[start:start + NOISE_BATCH]
@@ -302,7 +303,7 @@ def protect(
             for (_, target, words), (line, ok) in zip(batch, results):
                 if ok:
                     try:
-                        record_copy(output_dir, target)
+                        record_copy(output_dir, target, listed_copies)
                     except OSError as err:  # the copy stands; a later run may not know it for one
                         _err(f"{output_dir / MANIFEST}: {target} could not be listed ({err})")
                     typer.echo(f'{line}  "{_shortened(words)}"' if metadata_captions else line)

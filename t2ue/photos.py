@@ -60,10 +60,11 @@ class EarlierCopies:
         return None
 
 
-def record_copy(output_dir: Path, copy: Path) -> None:
-    """Add a copy just written to its output folder's manifest (one line appended, in one write)."""
+def record_copy(output_dir: Path, copy: Path, earlier: EarlierCopies) -> None:
+    """Add a copy just written to its output folder's manifest (one line appended, in one write), unless
+    ``earlier`` knows it listed already (a copy made again)."""
     line = copy.relative_to(output_dir).as_posix()
-    if "\n" not in line:
+    if "\n" not in line and earlier.manifest(copy) is None:
         with open(output_dir / MANIFEST, "a", encoding="utf-8") as manifest:
             manifest.write(line + "\n")
 

@@ -304,6 +304,7 @@ def test_cli_protect_never_writes_over_a_photo_already_in_the_output_folder(tiny
                                 str(pictures), *model])
     assert again.exit_code == 0, again.output
     assert (pictures / "IMG_2.png").read_bytes() != first  # its own earlier copy, made again
+    assert (pictures / MANIFEST).read_text().splitlines() == ["IMG_2.png"]  # listed once
 
 
 def test_cli_protect_dry_run_says_what_would_happen_and_writes_nothing(tmp_path, described_photo):
