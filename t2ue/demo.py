@@ -29,8 +29,9 @@ from .api import load_noise_model, noise_from_text, protect_file  # noqa: E402
 from .budget import parse_epsilon  # noqa: E402
 from .images import ImageError, noise_levels, psnr, read_description, ssim  # noqa: E402
 
+MAX_TEXTS_PER_CALL = 256  # /noises: an album's descriptions in one request, within reason
 ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()
-ZERO_CONTACT_HTML = """
+ZERO_CONTACT_HTML = f"""
 <div class="t2ue-zc">
   <label for="t2ue-photo"><b>2. Choose photos</b> (read by this page only, never uploaded)</label><br>
   <input type="file" id="t2ue-photo" accept="image/*" multiple>
@@ -40,7 +41,7 @@ ZERO_CONTACT_HTML = """
     <option value="jpeg">JPEG, quality 95 (several times smaller)</option>
   </select>
   <button id="t2ue-folder" style="display:none" class="lg secondary">Protect into a folder…</button>
-  <details id="t2ue-each" style="display:none">
+  <details id="t2ue-each" style="display:none" data-texts-per-call="{MAX_TEXTS_PER_CALL}">
     <summary>Describe each photo: each then gets noise of its own, which protects better than one noise for all</summary>
     <ol id="t2ue-each-list"></ol>
     <button id="t2ue-each-make" class="lg secondary">Make each photo's noise and protect</button>
@@ -54,17 +55,34 @@ ZERO_CONTACT_HTML = """
 EPSILON_PRESETS = {"4/255": 4, "8/255": 8, "16/255": 16}
 
 
+def _payloads(texts: list[str], model) -> list[dict]:
+    """Each description's noise: the budget and a PNG whose values map [0, 255] to [-eps, eps]."""
+    epsilon = load_noise_model(model).epsilon
+    out = []
+    for noise in noise_from_text(texts, size=None, model=model):
+        levels = noise_levels(noise.permute(1, 2, 0).numpy(), epsilon)
+        buffer = io.BytesIO()
+        Image.fromarray(levels).save(buffer, format="PNG")
+        png = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        out.append({"epsilon": epsilon, "png": png, "size": list(levels.shape[:2])})
+    return out
+
+
 def noise_payload(text: str, model="default") -> str:
     """Noise for one description as JSON: the budget and a PNG whose values map [0, 255] to [-eps, eps]."""
     if not text or not text.strip():
         raise gr.Error("Please type a description of the photo.")
-    noise = noise_from_text([text.strip()], size=None, model=model)[0]
-    epsilon = load_noise_model(model).epsilon
-    levels = noise_levels(noise.permute(1, 2, 0).numpy(), epsilon)
-    buffer = io.BytesIO()
-    Image.fromarray(levels).save(buffer, format="PNG")
-    png = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    return json.dumps({"epsilon": epsilon, "png": png, "size": list(levels.shape[:2])})
+    return json.dumps(_payloads([text.strip()], model)[0])
+
+
+def noise_payloads(texts: list[str], model="default") -> str:
+    """Noise for several descriptions in one call, as a JSON list of :func:`noise_payload`'s objects in the
+    same order (one generator pass for all of them)."""
+    if not isinstance(texts, list) or not texts or len(texts) > MAX_TEXTS_PER_CALL:
+        raise gr.Error(f"Send a list of 1 to {MAX_TEXTS_PER_CALL} descriptions.")
+    if not all(isinstance(t, str) and t.strip() for t in texts):
+        raise gr.Error("Every description must be some words.")
+    return json.dumps(_payloads([t.strip() for t in texts], model))
 
 
 # The local tab's gallery shows photos at most this many pixels on their long side: the browser and
@@ -152,9 +170,9 @@ def embedded_descriptions(files, descriptions: str) -> str:
 
 def build_app(model="default", max_mb: float = 25, local_tab: bool = True) -> gr.Blocks:
     """The demo; ``model`` is a noise model folder or 'default'. The zero-contact tab's noise is also an
-    API endpoint, ``/noise`` (text in, the JSON of :func:`noise_payload` out), for apps that add the
-    noise on the user's device. ``local_tab=False`` leaves out the tab that accepts photo uploads, for a
-    server that should only ever receive text."""
+    API endpoint, ``/noise`` (text in, the JSON of :func:`noise_payload` out), and ``/noises`` takes a list
+    (:func:`noise_payloads`), for apps that add the noise on the user's device. ``local_tab=False``
+    leaves out the tab that accepts photo uploads, for a server that should only ever receive text."""
     load_noise_model(model)  # load once at start-up, not on the first request
     # gradio's own copies of uploads and outputs: swept every 10 minutes, and all removed when the app stops
     with gr.Blocks(title="t2ue: protect your photos from AI training", delete_cache=(600, RETENTION_S)) as app:
@@ -173,6 +191,12 @@ def build_app(model="default", max_mb: float = 25, local_tab: bool = True) -> gr
                                        "[0, 255] to [-eps, eps].").then(
                 None, payload, None, js="(n) => { window.t2ueZeroContact.t2ueSetNoise(n); }",
                 api_visibility="private")
+
+            def noises(texts: list[str]) -> str:
+                """Noise for several descriptions at once: a JSON list of what /noise returns, in order."""
+                return noise_payloads(texts, model)
+
+            gr.api(noises, api_name="noises", concurrency_limit=4)
         if local_tab:
             _local_tab(model, max_mb)
     app.queue(default_concurrency_limit=2, max_size=64)

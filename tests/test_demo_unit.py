@@ -29,12 +29,15 @@ def _assert_payload_is_noise(payload: dict, text: str, model) -> None:
 
 
 def test_noise_payload_decodes_to_the_noise(tiny_noise_model_dir):
-    from t2ue.demo import noise_payload
+    from t2ue.demo import MAX_TEXTS_PER_CALL, noise_payload, noise_payloads
 
     payload = json.loads(noise_payload("a cat on a sofa", model=tiny_noise_model_dir))
     _assert_payload_is_noise(payload, "a cat on a sofa", tiny_noise_model_dir)
     with pytest.raises(gr.Error):
         noise_payload("   ", model=tiny_noise_model_dir)
+    for bad in ([], ["a cat", "  "], ["x"] * (MAX_TEXTS_PER_CALL + 1), "a cat"):
+        with pytest.raises(gr.Error):
+            noise_payloads(bad, model=tiny_noise_model_dir)
 
 
 def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path):
@@ -117,12 +120,13 @@ def test_local_tab_outputs_do_not_pile_up(tiny_noise_model_dir, tmp_path):
 
 
 def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
-    """A client fetches noise by name over HTTP; --zero-contact-only serves no endpoint that takes photos."""
+    """A client fetches noise by name over HTTP, one description or a list of them; --zero-contact-only
+    serves no endpoint that takes photos."""
     from gradio_client import Client
 
     from t2ue.demo import build_app
 
-    for local_tab, endpoints in ((False, {"/noise"}), (True, {"/noise", "/protect"})):
+    for local_tab, endpoints in ((False, {"/noise", "/noises"}), (True, {"/noise", "/noises", "/protect"})):
         app = build_app(tiny_noise_model_dir, local_tab=local_tab)
         app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)  # gradio picks a free port
         try:
@@ -132,5 +136,10 @@ def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
             if not local_tab:
                 payload = json.loads(client.predict("a cat on a sofa", api_name="/noise"))
                 _assert_payload_is_noise(payload, "a cat on a sofa", tiny_noise_model_dir)
+                texts = ["a dog on the beach", "a cat on a sofa", "my garden in spring"]
+                payloads = json.loads(client.predict(texts, api_name="/noises"))  # an album's words at once, in order
+                assert len(payloads) == 3
+                for text, each in zip(texts, payloads):
+                    _assert_payload_is_noise(each, text, tiny_noise_model_dir)
         finally:
             app.close()

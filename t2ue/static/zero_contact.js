@@ -242,19 +242,20 @@
     });
   }
 
-  // Noise for one description through the app's own /noise endpoint (gradio's queue API): the words
-  // are all that is sent.
-  async function fetchNoise(text) {
+  // Noise for several descriptions in one request to the app's own /noises endpoint (gradio's queue API),
+  // in the same order: the words are all that is sent.
+  async function fetchNoises(texts) {
     const app = (window.gradio_config && window.gradio_config.root) || document.baseURI;
-    const url = new URL("gradio_api/call/noise", app.endsWith("/") ? app : app + "/");
+    const url = new URL("gradio_api/call/noises", app.endsWith("/") ? app : app + "/");
     const started = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" },
-                                       body: JSON.stringify({ data: [text] }) });
+                                       body: JSON.stringify({ data: [texts] }) });
     if (!started.ok) throw new Error(`the server answered ${started.status}`);
     const { event_id: id } = await started.json();
     const events = await (await fetch(`${url}/${id}`)).text();  // server-sent events, ending with the result
     const complete = events.split(/^event: /m).find((event) => event.startsWith("complete"));
-    if (!complete) throw new Error("the server made no noise for it");
-    return decodeNoise(JSON.parse(complete.slice(complete.indexOf("data:") + 5))[0]);
+    if (!complete) throw new Error("the server made no noise for them");
+    const payloads = JSON.parse(JSON.parse(complete.slice(complete.indexOf("data:") + 5))[0]);
+    return Promise.all(payloads.map(decodeNoise));
   }
 
   // The description a photo app wrote into the file's XMP (dc:description, its x-default language),
@@ -291,15 +292,18 @@
     });
   }
 
+  const TEXTS_PER_CALL = Number(each.dataset.textsPerCall);  // what /noises takes in one request
+
   async function makeEachNoise() {
     const mine = ++run;
     const texts = Array.from(eachList.querySelectorAll("input"), (input) => input.value.trim());
     const distinct = [...new Set(texts.filter(Boolean))];
     const made = new Map();
     try {
-      for (const [k, text] of distinct.entries()) {
-        say(`Making noise for description ${k + 1} of ${distinct.length} (only the words are sent)…`);
-        made.set(text, await fetchNoise(text));
+      for (let start = 0; start < distinct.length; start += TEXTS_PER_CALL) {
+        const part = distinct.slice(start, start + TEXTS_PER_CALL);
+        say(`Making noise for ${distinct.length} description${distinct.length > 1 ? "s" : ""} (only the words are sent)…`);
+        (await fetchNoises(part)).forEach((noise, k) => made.set(part[k], noise));
         if (mine !== run) return;
       }
     } catch (err) {
