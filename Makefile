@@ -38,6 +38,7 @@ test: setup data browser
 
 bench: setup
 	$(BIN)/python eval/bench_speed.py
+	$(BIN)/python eval/bench_demo.py
 
 # The evaluator's committed results (eval/REPORT.md): every plan under eval/configs, then the tables.
 # Runs already in eval/results/runs are kept, so an interrupted reproduction resumes.
