@@ -29,6 +29,11 @@ MAKER_NOTE = 0x927C  # in the Exif sub-IFD: opaque vendor data, where cameras ke
 EXIF_IFD = 0x8769
 IPTC_RECORD = 0x0404  # the Photoshop resource that holds the IPTC-IIM record (credit, copyright notice)
 _XMP_THUMBNAILS = re.compile(rb"<xmp:Thumbnails\b.*?</xmp:Thumbnails>", re.DOTALL)
+# A motion photo's XMP (Google's MotionPhoto / MicroVideo) declares the video appended to the JPEG, which a
+# copy does not carry; left in, viewers would look for a video that is not there
+_MOTION_PHOTO = (re.compile(rb"\s+GCamera:(?:MotionPhoto|MicroVideo)\w*=(?:\"[^\"]*\"|'[^']*')"),
+                 re.compile(rb"<GCamera:((?:MotionPhoto|MicroVideo)\w*)>[^<]*</GCamera:\1>"),
+                 re.compile(rb"<Container:Directory\b.*?</Container:Directory>", re.DOTALL))
 
 _DC, _RDF = "{http://purl.org/dc/elements/1.1/}", "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -71,17 +76,19 @@ def iptc_blocks(app13_segments: list[bytes]) -> list[bytes]:
     return kept
 
 
-def xmp_without_thumbnails(xmp: bytes | str) -> bytes | str:
-    """An XMP packet without its ``xmp:Thumbnails`` (base64 JPEG previews of the photo)."""
-    if isinstance(xmp, bytes):
-        return _XMP_THUMBNAILS.sub(b"", xmp)
-    return _XMP_THUMBNAILS.sub(b"", xmp.encode()).decode()  # a PNG's iTXt chunk holds it as text
+def xmp_carried(xmp: bytes | str) -> bytes | str:
+    """An XMP packet as a copy carries it: without ``xmp:Thumbnails`` (base64 JPEG previews of the photo)
+    nor a motion photo's declaration of the video appended to the original file."""
+    data = xmp if isinstance(xmp, bytes) else xmp.encode()  # a PNG's iTXt chunk holds it as text
+    for pattern in (_XMP_THUMBNAILS, *_MOTION_PHOTO):
+        data = pattern.sub(b"", data)
+    return data if isinstance(xmp, bytes) else data.decode()
 
 
 def png_text(chunks: dict[str, str]) -> dict[str, str]:
     """A PNG's text chunks without the raw profiles tools such as ImageMagick store there (hex dumps of
     EXIF or APP1 data, previews included) and with XMP thumbnails taken out."""
-    return {key: (xmp_without_thumbnails(value) if key == "XML:com.adobe.xmp" else value)
+    return {key: (xmp_carried(value) if key == "XML:com.adobe.xmp" else value)
             for key, value in chunks.items() if not key.startswith("Raw profile type")}
 
 
@@ -96,7 +103,7 @@ def carried(im: Image.Image) -> dict:
     exif = im.getexif()
     # a TIFF's "EXIF" is its own directory of tags, carried as tiff_tags
     info["exif"] = exif_bytes(exif) if exif and im.format != "TIFF" else None
-    info["xmp"] = xmp_without_thumbnails(im.info["xmp"]) if im.info.get("xmp") else None
+    info["xmp"] = xmp_carried(im.info["xmp"]) if im.info.get("xmp") else None
     if im.format in ("JPEG", "MPO"):
         info["app13"] = iptc_blocks([data for marker, data in getattr(im, "applist", []) if marker == "APP13"])
     if im.format == "PNG":
@@ -104,7 +111,7 @@ def carried(im: Image.Image) -> dict:
     if im.format == "TIFF":
         tags = {tag: im.tag_v2[tag] for tag in TIFF_DESCRIPTIVE_TAGS if tag in im.tag_v2}
         if XMP_TAG in tags:
-            tags[XMP_TAG] = xmp_without_thumbnails(tags[XMP_TAG])
+            tags[XMP_TAG] = xmp_carried(tags[XMP_TAG])
         info["tiff_tags"] = tags
     return info
 

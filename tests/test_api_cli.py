@@ -580,9 +580,22 @@ def test_protected_copy_carries_no_unprotected_preview(tiny_noise_model_dir, tmp
 
 def test_protected_copy_carries_no_motion_photo_video(tiny_noise_model_dir, tmp_path):
     """A motion photo (Google's and Samsung's) is a JPEG with its short video appended after the image;
-    those frames would carry no noise, so the copy holds the protected still alone."""
+    those frames would carry no noise, so the copy holds the protected still alone, and its XMP no longer
+    declares a video (the owner's rights statement stays)."""
+    import xml.etree.ElementTree as ET
+
+    xmp = (b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>"
+           b"<rdf:Description rdf:about='' xmlns:GCamera='http://ns.google.com/photos/1.0/camera/' "
+           b"xmlns:Container='http://ns.google.com/photos/1.0/container/' "
+           b"xmlns:Item='http://ns.google.com/photos/1.0/container/item/' "
+           b"xmlns:dc='http://purl.org/dc/elements/1.1/' GCamera:MotionPhoto='1' GCamera:MotionPhotoVersion='1' "
+           b"GCamera:MotionPhotoPresentationTimestampUs='968644'><dc:rights>(c) Jane Doe</dc:rights>"
+           b"<Container:Directory><rdf:Seq><rdf:li rdf:parseType='Resource'><Container:Item Item:Mime='image/jpeg' "
+           b"Item:Semantic='Primary'/></rdf:li><rdf:li rdf:parseType='Resource'><Container:Item Item:Mime='video/mp4' "
+           b"Item:Semantic='MotionPhoto' Item:Length='9519'/></rdf:li></rdf:Seq></Container:Directory>"
+           b"</rdf:Description></rdf:RDF></x:xmpmeta>")
     source = tmp_path / "PXL_0001.MP.jpg"
-    Image.new("RGB", (40, 30), (20, 160, 90)).save(source, quality=95)
+    Image.new("RGB", (40, 30), (20, 160, 90)).save(source, quality=95, xmp=xmp)
     video = b"\x00\x00\x00\x18ftypmp42" + b"unprotected frames " * 500
     with open(source, "ab") as handle:
         handle.write(video)
@@ -590,6 +603,10 @@ def test_protected_copy_carries_no_motion_photo_video(tiny_noise_model_dir, tmp_
     written = (tmp_path / "out.jpg").read_bytes()
     assert b"ftypmp42" not in written and b"unprotected frames" not in written
     assert written.endswith(b"\xff\xd9")  # ends where the JPEG ends
+    with Image.open(tmp_path / "out.jpg") as copy:
+        kept = copy.info["xmp"]
+    assert b"(c) Jane Doe" in kept and b"MotionPhoto" not in kept and b"video/mp4" not in kept
+    ET.fromstring(kept)  # still a well-formed packet
 
 
 def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
