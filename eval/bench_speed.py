@@ -90,6 +90,13 @@ print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
 
+def run_child(script: str, *args) -> dict:
+    """Run a measuring script in a fresh process (so one measure's memory is not another's); its last
+    printed line, as JSON."""
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def make_photo(path: Path, width: int, height: int) -> None:
     """A JPEG of smooth random content at the given size, made in its own process (so its memory is not
     counted as protecting's)."""
@@ -100,18 +107,15 @@ def protect_increment_mb(width: int, height: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         photo, out = str(Path(tmp) / "photo.jpg"), str(Path(tmp) / "out.jpg")
         make_photo(Path(photo), width, height)
-        line = subprocess.run([sys.executable, "-c", CHILD_PROTECT, photo, out], capture_output=True, text=True,
-                              check=True).stdout.strip().splitlines()[-1]
-    return round(json.loads(line)["increment_mb"], 1)
+        increment = run_child(CHILD_PROTECT, photo, out)["increment_mb"]
+    return round(increment, 1)
 
 
 def cli_protect(width: int, height: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "photo.jpg"
         make_photo(photo, width, height)
-        line = subprocess.run([sys.executable, "-c", CHILD_CLI, str(photo), str(Path(tmp) / "a"), str(Path(tmp) / "b")],
-                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-    measured = json.loads(line)
+        measured = run_child(CHILD_CLI, photo, Path(tmp) / "a", Path(tmp) / "b")
     return {"seconds": round(measured["seconds"], 3), "adds_to_peak_mb": round(measured["increment_mb"], 1)}
 
 
@@ -125,9 +129,8 @@ def album_throughput(photos: int = 8) -> dict:
         for i in range(photos):
             make_photo(album / f"photo{i}.jpg", 4000, 3000)
         for n in jobs:
-            line = subprocess.run([sys.executable, "-c", CHILD_ALBUM, str(album), str(Path(tmp) / f"out{n}"), str(n)],
-                                  capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            result[f"jobs_{n}_photos_per_s"] = round(photos / json.loads(line)["seconds"], 2)
+            seconds = run_child(CHILD_ALBUM, album, Path(tmp) / f"out{n}", n)["seconds"]
+            result[f"jobs_{n}_photos_per_s"] = round(photos / seconds, 2)
     if len(jobs) > 1:
         result["speedup"] = round(result[f"jobs_{jobs[-1]}_photos_per_s"] / result["jobs_1_photos_per_s"], 2)
     return result
@@ -150,8 +153,7 @@ def main() -> None:
     parser.add_argument("--out", default="eval/results/bench_speed.json")
     args = parser.parse_args()
 
-    cold = json.loads(subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
-                                     check=True).stdout.strip().splitlines()[-1])
+    cold = run_child(CHILD)
     increments = {"12mp_4000x3000": protect_increment_mb(4000, 3000), "50mp_8192x6144": protect_increment_mb(8192, 6144)}
     command = {"12mp_4000x3000": cli_protect(4000, 3000), "50mp_8192x6144": cli_protect(8192, 6144)}
     album = album_throughput()

@@ -236,6 +236,12 @@ def train_victim(data: ImageTextSet, recipe: VictimRecipe, *, seed: int = 0, dev
     return model, log
 
 
+def _majority(labels: np.ndarray, num_classes: int) -> float:
+    """What one constant answer (the most frequent class) scores on these labels."""
+    counts = np.bincount(labels, minlength=num_classes)
+    return float(counts.max() / counts.sum())
+
+
 @torch.no_grad()
 def evaluate_victim(model: nn.Module, recipe: VictimRecipe, test: ImageTextSet, *, batch_size: int = 256) -> dict:
     """Metrics on the clean test set: retrieval (and zero-shot accuracy on labelled sets) for CLIPs,
@@ -246,9 +252,8 @@ def evaluate_victim(model: nn.Module, recipe: VictimRecipe, test: ImageTextSet, 
     labels = None if test.labels is None else np.asarray(test.labels)
     if recipe.kind == "classifier":
         logits = torch.cat([model(_pixels(images, idx, dev)).float().cpu() for idx in chunks])
-        counts = np.bincount(labels, minlength=logits.shape[1])
         return {"accuracy": accuracy(logits, labels), "random_accuracy": 1.0 / logits.shape[1],
-                "majority_accuracy": float(counts.max() / counts.sum()), "confusion": confusion(logits, labels)}
+                "majority_accuracy": _majority(labels, logits.shape[1]), "confusion": confusion(logits, labels)}
     img = torch.cat([model.encode_images(_pixels(images, idx, dev)).float().cpu() for idx in chunks])
     captions, owner = test.all_captions()
     txt = torch.cat([model.encode_texts(captions[i : i + batch_size]).float().cpu()
@@ -263,6 +268,5 @@ def evaluate_victim(model: nn.Module, recipe: VictimRecipe, test: ImageTextSet, 
             classes.append(F.normalize(emb, dim=-1))
         metrics["zeroshot_accuracy"] = accuracy(img @ torch.stack(classes).T, labels)
         metrics["random_zeroshot_accuracy"] = 1.0 / len(test.class_names)
-        counts = np.bincount(labels, minlength=len(test.class_names))
-        metrics["majority_zeroshot_accuracy"] = float(counts.max() / counts.sum())
+        metrics["majority_zeroshot_accuracy"] = _majority(labels, len(test.class_names))
     return metrics
