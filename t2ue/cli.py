@@ -215,8 +215,11 @@ def protect(
     if not photos and listed is None:
         _err("give the photos to protect")
         raise typer.Exit(2)
-    found, problems, left_out = find_photos(photos, recursive=recursive, output_dir=output_dir) if photos else (
-        *refuse_earlier_copies(listed.photos(recursive)), [])
+    earlier = EarlierCopies()  # the manifests as this run found them, read once
+    if photos:
+        found, problems, left_out = find_photos(photos, recursive=recursive, output_dir=output_dir, earlier=earlier)
+    else:  # the photos the captions file lists
+        (found, problems), left_out = refuse_earlier_copies(listed.photos(recursive), earlier), []
     for problem in problems:
         _err(problem)
     if left_out:
@@ -240,7 +243,7 @@ def protect(
     if output_dir.exists() and not output_dir.is_dir():
         _err(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
         raise typer.Exit(2)
-    plan = plan_copies(found, output_dir, skip_existing=skip_existing)
+    plan = plan_copies(found, output_dir, skip_existing=skip_existing, earlier=earlier)
     for target in plan.kept:
         typer.echo(f"{target}  already there, kept")
     for message in plan.refused:
@@ -257,10 +260,9 @@ def protect(
     if dry_run:
         for source, target, words in todo:
             typer.echo(f'{target}  would be protected from {source}  "{_shortened(words)}"')
-        summary = ", ".join([f"{len(todo)} would be protected", *([f"{kept} kept"] if kept else []),
-                             *([f"{failures + len(problems)} would fail"] if failures or problems else [])])
-        typer.echo(f"{summary}; nothing written (dry run)")
-        raise typer.Exit(1 if failures or problems else 0)
+        failed = failures + len(problems)
+        typer.echo(f"{_counts(f'{len(todo)} would be protected', kept, failed, 'would fail')}; nothing written (dry run)")
+        raise typer.Exit(1 if failed else 0)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         noise_model = load_noise_model(model)
@@ -292,7 +294,6 @@ def protect(
         except (ImageError, ValueError, OSError) as err:
             return (str(err) if str(source) in str(err) else f"{source}: {err}"), False
 
-    listed_copies = EarlierCopies()  # the manifest as this run found it
     with ThreadPoolExecutor(jobs) as pool:
         for start in range(0, len(todo), NOISE_BATCH):  # the noise of a batch of photos at a time, in one call
             batch = todo[start:start + NOISE_BATCH]
@@ -303,7 +304,7 @@ def protect(
             for (_, target, words), (line, ok) in zip(batch, results):
                 if ok:
                     try:
-                        record_copy(output_dir, target, listed_copies)
+                        record_copy(output_dir, target, earlier)
                     except OSError as err:  # the copy stands; a later run may not know it for one
                         _err(f"{output_dir / MANIFEST}: {target} could not be listed ({err})")
                     typer.echo(f'{line}  "{_shortened(words)}"' if metadata_captions else line)
@@ -311,12 +312,17 @@ def protect(
                     failures += 1
                     _err(line)
     done, failed = len(found) - failures - kept, failures + len(problems)
-    summary = ", ".join([f"{done} protected", *([f"{kept} kept"] if kept else []), *([f"{failed} failed"] if failed else [])])
+    summary = _counts(f"{done} protected", kept, failed, "failed")
     if failed:
         typer.echo(summary, err=True)
         raise typer.Exit(1)
     if len(found) > 1:
         typer.echo(summary)
+
+
+def _counts(done: str, kept: int, failed: int, failed_word: str) -> str:
+    """protect's count line: what was (or would be) protected, then the kept and failed, when any."""
+    return ", ".join([done, *([f"{kept} kept"] if kept else []), *([f"{failed} {failed_word}"] if failed else [])])
 
 
 def _shortened(text: str, width: int = 60) -> str:

@@ -102,8 +102,8 @@ def _relative(path: Path, base: Path) -> PurePosixPath:
     return PurePosixPath(path.relative_to(base).as_posix())
 
 
-def find_photos(paths: list[Path], *, recursive: bool = False,
-                output_dir: Path | None = None) -> tuple[list[Photo], list[str], list[Path]]:
+def find_photos(paths: list[Path], *, recursive: bool = False, output_dir: Path | None = None,
+                earlier: EarlierCopies | None = None) -> tuple[list[Photo], list[str], list[Path]]:
     """The photos the arguments name; one message for each argument that names none, or names a copy
     protected earlier; and the earlier copies a folder or pattern reached and left out.
 
@@ -111,7 +111,7 @@ def find_photos(paths: list[Path], *, recursive: bool = False,
     relative to it, and a pattern's matches (``**`` reaches into sub-folders) theirs relative to the
     pattern's fixed part."""
     skip = output_dir.resolve() if output_dir is not None else None
-    earlier = EarlierCopies()
+    earlier = earlier or EarlierCopies()
     photos, problems, left_out = [], [], []
     for path in paths:
         if path.is_dir():
@@ -154,13 +154,14 @@ def refuse_earlier_copies(photos: list[Photo], earlier: EarlierCopies | None = N
     return kept, refused
 
 
-def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = False) -> CopyPlan:
+def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = False,
+                earlier: EarlierCopies | None = None) -> CopyPlan:
     """Each photo's copy under ``output_dir``; refused when it would overwrite an input, a copy made for an
     earlier photo (paths compared without case) or any file there that is not a copy t2ue wrote (an
     original of the user's); with ``skip_existing``, files already there kept."""
     inputs = {p.source.resolve() for p in photos}
     claimed: dict[str, Path] = {}
-    earlier = EarlierCopies()
+    earlier = earlier or EarlierCopies()
     plan = CopyPlan([], [], [])
     for photo in photos:
         source, target = photo.source, output_dir.joinpath(*photo.copy.parts)
