@@ -159,6 +159,12 @@ def xmp_packet():
 
 
 @pytest.fixture
+def iptc_segment():
+    """Makes a JPEG APP13 segment holding IPTC-IIM record 2 datasets, ready to pass as Pillow's ``extra``."""
+    return _iptc_app13
+
+
+@pytest.fixture
 def described_photo():
     """Writes a small photo whose description sits where a photo app puts it: ``kind`` is xmp (JPEG, WebP,
     HEIC, PNG), iptc (JPEG), exif (ImageDescription), xp-title (Windows), png-text or tiff."""

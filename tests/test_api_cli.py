@@ -507,16 +507,13 @@ def test_protect_file_keeps_the_owners_rights_metadata(tiny_noise_model_dir, tmp
             assert (copy.tag_v2[33432], copy.tag_v2[315]) == ("(c) Jane Doe", "Jane Doe")
 
 
-def test_protect_file_keeps_jpeg_iptc_copyright(tiny_noise_model_dir, tmp_path):
+def test_protect_file_keeps_jpeg_iptc_copyright(tiny_noise_model_dir, tmp_path, iptc_segment):
     """A JPEG's IPTC-IIM copyright notice (APP13, as Lightroom and news agencies write it) is kept."""
     from PIL import IptcImagePlugin
 
     notice = b"(c) Jane Doe, no AI training"
-    iim = b"\x1c\x02\x74" + len(notice).to_bytes(2, "big") + notice  # dataset 2:116, copyright notice
-    block = b"8BIM\x04\x04\x00\x00" + len(iim).to_bytes(4, "big") + iim + b"\x00" * (len(iim) % 2)
-    app13 = b"Photoshop 3.0\x00" + block
     source = tmp_path / "agency.jpg"
-    Image.new("RGB", (24, 20), (120, 80, 40)).save(source, extra=b"\xff\xed" + (len(app13) + 2).to_bytes(2, "big") + app13)
+    Image.new("RGB", (24, 20), (120, 80, 40)).save(source, extra=iptc_segment({116: notice}))  # 2:116, copyright
     with Image.open(source) as original:
         assert IptcImagePlugin.getiptcinfo(original)[(2, 116)] == notice
     t2ue.api.protect_file(source, tmp_path / "out.jpg", "a brown card", model=tiny_noise_model_dir)
