@@ -12,6 +12,7 @@ Later methods register themselves with :func:`register_method`; a spec such as
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -280,6 +281,55 @@ class T2UENoise(ProtectionMethod):
             levels.append(to_levels(noise.permute(0, 2, 3, 1).numpy()))
         return Noise(np.concatenate(levels), np.asarray(index, dtype=np.int64).reshape(-1),
                      seconds=time.perf_counter() - started)
+
+
+@register_method
+class TextCode(ProtectionMethod):
+    """A control for text-made noise: the most decodable noise a description can be turned into, with no
+    training and no surrogate. Each distinct description gets a SimHash of its text, laid out as +-eps
+    blocks of ``block`` pixels: the signs of fixed random projections of the noise model's text embedding
+    (``code=embedding``), or of the sum of a random vector per word (``code=words``). Similar descriptions
+    share most blocks, and a linear read-out of block means recovers the code, so if any text-only shortcut
+    can be learnt from a set, this one can; where it fails too, the generator is not what is missing."""
+
+    name = "textcode"
+    defaults = {"code": "embedding", "block": "8", "model": "default"}
+
+    def fingerprint(self) -> str:
+        digest = model_digest(self.params["model"]) if self.params["code"] == "embedding" else "words"
+        return f"textcode:{self.params['code']}:b{self.params['block']}:{digest}"
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        code, block = self.params["code"], self.params["block"]
+        if code not in ("embedding", "words") or not block.isdigit() or int(block) < 1:
+            raise ValueError(f"textcode takes code=embedding|words and block=P (pixels, >= 1), got {self.spec()!r}")
+        texts, index = np.unique(np.asarray(data.captions, dtype=object), return_inverse=True)
+        texts, p = [str(t) for t in texts], int(block)
+        height, width, channels = data.images.shape[1:]
+        grid = (-(-height // p), -(-width // p), channels)
+        bits = int(np.prod(grid))
+        started = time.perf_counter()
+        if code == "words":
+            codes = np.stack([sum((_word_vector(word, seed, bits) for word in set(re.findall(r"\w+", text.lower()))),
+                                  np.zeros(bits, np.float32)) for text in texts])
+        else:
+            from .api import load_noise_model
+
+            encoder = load_noise_model(self.params["model"]).surrogate
+            with torch.inference_mode():
+                embedding = torch.cat([encoder.encode_text(texts[i : i + 256]).float() for i in range(0, len(texts), 256)])
+            projection = np.random.default_rng([seed, 0x51A4]).standard_normal((embedding.shape[1], bits))
+            codes = torch.nn.functional.normalize(embedding, dim=-1).numpy() @ projection.astype(np.float32)
+        signs = np.where(codes >= 0, 1.0, -1.0).astype(np.float32).reshape(len(texts), *grid)
+        delta = (epsilon * signs).repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
+        return Noise(to_levels(delta), np.asarray(index, dtype=np.int64).reshape(-1),
+                     seconds=time.perf_counter() - started)
+
+
+def _word_vector(word: str, seed: int, size: int) -> np.ndarray:
+    """A fixed Gaussian vector for a word (the same on every machine for one seed)."""
+    key = int.from_bytes(hashlib.sha256(f"{seed}\x00{word}".encode()).digest()[:8], "little")
+    return np.random.default_rng(key).standard_normal(size).astype(np.float32)
 
 
 def _reference_images(data: ImageTextSet, limit: int = 2000) -> tuple[torch.Tensor, list[str]]:

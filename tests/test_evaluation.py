@@ -182,6 +182,35 @@ def test_t2ue_noise_follows_captions_and_labels(tiny_noise_model_dir, tiny_pairs
         parse_method(f"t2ue:model={tiny_noise_model_dir},mode=class").noise(ImageTextSet(images, captions), 8 / 255, 0)
 
 
+@pytest.mark.parametrize("code", ["words", "embedding"])
+def test_text_code_is_a_shared_sign_code_of_each_description(tiny_noise_model_dir, tiny_pairs, code):
+    """+-eps in blocks, one pattern per distinct description, and similar descriptions share more of
+    their blocks than unrelated ones (the control is only meaningful if the code follows the text)."""
+    captions = ["a ginger cat asleep on a red sofa", "a ginger cat asleep on a red blanket",
+                "tax forms beside a calculator and a pen", "the surface of the moon with craters"] * 4
+    images = np.stack([np.asarray(Image.fromarray(im).resize((18, 18))) for im in tiny_pairs.images])
+    data = ImageTextSet(images, captions)
+    noise = parse_method(f"textcode:block=3,code={code},model={tiny_noise_model_dir}").noise(data, 8 / 255, seed=0)
+    assert noise.levels.shape == (4, 18, 18, 3) and set(np.unique(noise.levels)) == {-8, 8}
+    assert np.array_equal(noise.index[:4], noise.index[4:8]) and len(set(noise.index[:4])) == 4
+    for r in range(0, 18, 3):
+        for c in range(0, 18, 3):
+            block = noise.levels[:, r : r + 3, c : c + 3]
+            assert (block == block[:, :1, :1]).all()
+    pattern = {text: noise.levels[noise.index[i]] for i, text in enumerate(captions[:4])}
+
+    def shared(a: str, b: str) -> float:
+        return float((pattern[a] == pattern[b]).mean())
+
+    assert shared(captions[0], captions[1]) > shared(captions[0], captions[2]) + 0.1
+    assert shared(captions[0], captions[1]) > shared(captions[1], captions[3]) + 0.1
+    again = parse_method(f"textcode:block=3,code={code},model={tiny_noise_model_dir}").noise(data, 8 / 255, seed=0)
+    assert np.array_equal(again.levels, noise.levels)
+    for bad in ("code=bytes", "block=0"):
+        with pytest.raises(ValueError, match="textcode takes"):
+            parse_method(f"textcode:{bad}").noise(data, 8 / 255, 0)
+
+
 def test_protected_fraction_budget_and_cache(tiny_noise_model_dir, tiny_pairs, cache):
     images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
     data = ImageTextSet(images, tiny_pairs.captions)
