@@ -552,7 +552,16 @@ def verify(
     typer.echo(f"{metric}: clean {summary['clean']:.3f}, protected {summary['protected']:.3f}, "
                f"random guess {summary['random']:.3f} → protected/clean {summary['ratio']:.2f}")
     typer.echo(f"image quality of protected images: PSNR {summary['psnr']:.1f} dB, SSIM {summary['ssim']:.3f}")
+    loss = summary["train_loss"]
+    easier = 1 - loss["protected"] / loss["clean"]
+    typer.echo(f"training loss, last epoch: clean {loss['clean']:.3f}, protected {loss['protected']:.3f} "
+               f"(chance {summary['chance_loss']:.3f}) → protected pairs {easier:.0%} easier to fit"
+               + (": the victim did not take the noise as a shortcut" if easier < 0.05 else ""))
     typer.echo(f"verdict: {summary['verdict']}")
+    if summary["undertrained"]:
+        typer.echo(f"caution: the clean victim is still above half of the chance loss after {epochs} "
+                   f"epoch{'s' if epochs != 1 else ''}; the verdict may change with more --epochs "
+                   "(eval/REPORT.md: on openclipart a drop at 10 epochs vanished at 50)")
     if json_out:
         from .evaluation import write_json
 

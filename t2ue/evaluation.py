@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -320,7 +321,10 @@ VERDICTS = ((0.3, "strong: a model trained on protected data keeps at most 30 % 
 def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_pairs: int = 500, epochs: int = 10,
            seed: int = 0, mode: str = "sample", device: str = "auto", progress: bool = True) -> dict:
     """How protective a noise model is on a kind of data: a small victim CLIP trained on clean and on
-    protected pairs with one recipe, compared on clean test pairs."""
+    protected pairs with one recipe, compared on clean test pairs. Both victims' last-epoch training
+    losses come along: noise protects by being a shortcut, so a protected loss no lower than the clean one
+    means the victim did not use it; ``undertrained`` says the clean victim is still above half of the
+    chance loss (ln batch), where a verdict may change with more epochs."""
     from .api import load_noise_model
 
     bound = load_noise_model(model).epsilon
@@ -336,7 +340,10 @@ def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_
     ratio = protected_value / clean_value if clean_value > 0 else float("nan")
     verdict = next(text for bound, text in VERDICTS if ratio <= bound) if clean_value > guess else (
         "inconclusive: the clean victim itself did not beat random guessing; use more pairs or epochs")
+    train_loss = {"clean": clean["victim"]["final_loss"], "protected": protected["victim"]["final_loss"]}
+    chance_loss = math.log(min(recipe.batch_size, clean["dataset"]["train_pairs"]))
     return {"metric": metric, "clean": clean_value, "protected": protected_value, "random": guess, "ratio": ratio,
-            "verdict": verdict, "train_pairs": clean["dataset"]["train_pairs"],
+            "verdict": verdict, "train_loss": train_loss, "chance_loss": chance_loss,
+            "undertrained": train_loss["clean"] > chance_loss / 2, "train_pairs": clean["dataset"]["train_pairs"],
             "test_images": clean["dataset"]["test_images"], "psnr": protected["protection"]["psnr"],
             "ssim": protected["protection"]["ssim"], "runs": [clean, protected]}
