@@ -154,13 +154,14 @@ class Table:
         """Rows as dicts: label, per-column (mean, std), ratio of the headline to clean, quality, seeds."""
         first = self.results[0]["metrics"]
         guess = {c: (first.get(f"random_{c}", float("nan")), 0.0) for c in self.columns()}
-        out = [{"row": "random guess", "values": guess, "ratio": None, "psnr": None, "ssim": None, "seeds": ""}]
+        out = [{"row": "random guess", "values": guess, "ratio": None, "psnr": None, "ssim": None, "train_loss": None,
+                "seeds": ""}]
         column = self.columns()[0] if len(self.columns()) == 1 else None
         majority = first.get(f"majority_{column}")
         if majority is not None and majority > 1.5 * guess[column][0]:
             # Unbalanced labels (e.g. 4 coarse groups, half of them tops): a constant answer beats chance.
             out.append({"row": "majority class (one constant answer)", "values": {column: (majority, 0.0)},
-                        "ratio": None, "psnr": None, "ssim": None, "seeds": ""})
+                        "ratio": None, "psnr": None, "ssim": None, "train_loss": None, "seeds": ""})
         for (method, epsilon, fraction, defense), runs in self.rows.items():
             label = "clean (none)" if method == "none" else f"{method} ε={epsilon}" + (
                 f" {fraction:.0%} protected" if fraction < 1 else "")
@@ -173,6 +174,7 @@ class Table:
                 "headline": value, "ratio": value / self.clean if self.clean else None,
                 "psnr": _mean_std([r["protection"]["psnr"] for r in runs])[0],
                 "ssim": _mean_std([r["protection"]["ssim"] for r in runs])[0],
+                "train_loss": _mean_std([r["victim"]["final_loss"] for r in runs])[0],
                 "seeds": ",".join(str(r["config"]["seed"]) for r in sorted(runs, key=lambda r: r["config"]["seed"])),
                 "gen_s_per_image": _mean_std([r["protection"]["generation_seconds_per_image"] for r in runs])[0],
                 "gradient_steps_per_image": _mean_std([r["protection"]["gradient_steps_per_image"] for r in runs])[0],
@@ -235,9 +237,11 @@ class Table:
                  f"Train {self.dataset['train_pairs']} pairs, test {self.dataset['test_images']} images / "
                  f"{self.dataset['test_captions']} captions. Ran on {'; '.join(machines)}. "
                  f"Ratio column: {self.metric} of the row over the clean row"
-                 f"{' (mean of image→text and text→image R@10)' if self.metric == 'R@10' else ''}.", "",
-                 "| training data | " + " | ".join(columns) + f" | {self.metric} / clean | PSNR dB | SSIM | seeds |",
-                 "|---" * (len(columns) + 5) + "|"]
+                 f"{' (mean of image→text and text→image R@10)' if self.metric == 'R@10' else ''}. Train loss: the "
+                 "victim's mean loss over its last epoch; noise protects by being a shortcut, so a protected row "
+                 "whose train loss is no lower than the clean row's gave the victim none it used.", "",
+                 "| training data | " + " | ".join(columns) + f" | {self.metric} / clean | PSNR dB | SSIM | train loss "
+                 "| seeds |", "|---" * (len(columns) + 6) + "|"]
         for rec in self.records():
             cells = []
             for c in columns:
@@ -246,7 +250,9 @@ class Table:
             ratio = "—" if rec["ratio"] is None else f"{rec['ratio']:.2f}"
             psnr = "—" if rec["psnr"] is None or np.isnan(rec["psnr"]) else f"{rec['psnr']:.1f}"
             ssim = "—" if rec["ssim"] is None or np.isnan(rec["ssim"]) else f"{rec['ssim']:.3f}"
-            lines.append(f"| {rec['row']} | " + " | ".join(cells) + f" | {ratio} | {psnr} | {ssim} | {rec['seeds']} |")
+            loss = "—" if rec["train_loss"] is None else f"{rec['train_loss']:.3f}"
+            lines.append(f"| {rec['row']} | " + " | ".join(cells) + f" | {ratio} | {psnr} | {ssim} | {loss} "
+                         f"| {rec['seeds']} |")
         return "\n".join(lines)
 
 
@@ -323,7 +329,8 @@ def write_csv(results: list[dict], path: str | os.PathLike) -> Path:
                **{f"victim_{k}": v for k, v in r["config"]["victim"].items()},
                **{f"protection_{k}": v for k, v in r["protection"].items()},
                **{k: v for k, v in r["metrics"].items() if not isinstance(v, list)},
-               "train_seconds": r["timings"]["train_seconds"], "machine": r["machine"]}
+               "train_seconds": r["timings"]["train_seconds"], "train_loss": r["victim"]["final_loss"],
+               "machine": r["machine"]}
         rows.append(row)
     fields = list(dict.fromkeys(k for row in rows for k in row))
     path = Path(path)

@@ -277,6 +277,9 @@ def test_runs_write_json_skip_existing_and_report(photo_folder, tmp_path, cache)
     markdown = written["markdown"].read_text()
     assert "random guess" in markdown and "clean (none)" in markdown and "50% protected" in markdown
     assert written["csv"].read_text().count("\n") == 4
+    clean_row = next(line for line in markdown.splitlines() if line.startswith("| clean (none)"))
+    assert f"| {first['victim']['final_loss']:.3f} |" in clean_row  # the victim's last-epoch loss, per row
+    assert "train loss" in markdown and "train_loss" in written["csv"].read_text().splitlines()[0]
 
 
 def test_plan_expansion_dedupes_clean_rows():
