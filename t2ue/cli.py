@@ -555,13 +555,14 @@ def verify(
     loss = summary["train_loss"]
     easier = 1 - loss["protected"] / loss["clean"]
     typer.echo(f"training loss, last epoch: clean {loss['clean']:.3f}, protected {loss['protected']:.3f} "
-               f"(chance {summary['chance_loss']:.3f}) → protected pairs {easier:.0%} easier to fit"
+               f"(chance {summary['chance_loss']:.3f}, floor set by repeated captions {summary['loss_floor']:.3f}) "
+               f"→ protected pairs {easier:.0%} easier to fit"
                + (": the victim did not take the noise as a shortcut" if easier < 0.05 else ""))
     typer.echo(f"verdict: {summary['verdict']}")
     if summary["undertrained"]:
-        typer.echo(f"caution: the clean victim is still above half of the chance loss after {epochs} "
-                   f"epoch{'s' if epochs != 1 else ''}; the verdict may change with more --epochs "
-                   "(eval/REPORT.md: on openclipart a drop at 10 epochs vanished at 50)")
+        typer.echo(f"caution: after {epochs} epoch{'s' if epochs != 1 else ''} the clean victim has gone only "
+                   f"{summary['clean_fitted']:.0%} of the way from chance to the floor; the verdict may change "
+                   "with more --epochs (eval/REPORT.md: on openclipart a drop at 10 epochs vanished at 50)")
     if json_out:
         from .evaluation import write_json
 

@@ -29,7 +29,7 @@ from .data import ImageTextSet, cache_dir, fingerprint, load_dataset
 from .defenses import parse_defense
 from .files import savez, write_text
 from .methods import Noise, ProtectionMethod, parse_method
-from .metrics import headline
+from .metrics import contrastive_loss_floor, headline
 from .victims import VictimRecipe, evaluate_victim, train_victim
 from .views import VIEWS, exploiter_view
 
@@ -323,8 +323,9 @@ def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_
     """How protective a noise model is on a kind of data: a small victim CLIP trained on clean and on
     protected pairs with one recipe, compared on clean test pairs. Both victims' last-epoch training
     losses come along: noise protects by being a shortcut, so a protected loss no lower than the clean one
-    means the victim did not use it; ``undertrained`` says the clean victim is still above half of the
-    chance loss (ln batch), where a verdict may change with more epochs."""
+    means the victim did not use it. ``clean_fitted`` is how far the clean victim's loss went from chance
+    (ln batch) towards the floor that repeated captions set (:func:`~t2ue.metrics.contrastive_loss_floor`);
+    below 0.9 the victim is ``undertrained`` and the verdict may change with more epochs."""
     from .api import load_noise_model
 
     bound = load_noise_model(model).epsilon
@@ -342,8 +343,10 @@ def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_
         "inconclusive: the clean victim itself did not beat random guessing; use more pairs or epochs")
     train_loss = {"clean": clean["victim"]["final_loss"], "protected": protected["victim"]["final_loss"]}
     chance_loss = math.log(min(recipe.batch_size, clean["dataset"]["train_pairs"]))
+    floor = contrastive_loss_floor(load_split(dataset, 64, pairs, test_pairs)[0].captions, recipe.batch_size)
+    fitted = (chance_loss - train_loss["clean"]) / (chance_loss - floor) if chance_loss > floor else 1.0
     return {"metric": metric, "clean": clean_value, "protected": protected_value, "random": guess, "ratio": ratio,
-            "verdict": verdict, "train_loss": train_loss, "chance_loss": chance_loss,
-            "undertrained": train_loss["clean"] > chance_loss / 2, "train_pairs": clean["dataset"]["train_pairs"],
+            "verdict": verdict, "train_loss": train_loss, "chance_loss": chance_loss, "loss_floor": floor,
+            "clean_fitted": fitted, "undertrained": fitted < 0.9, "train_pairs": clean["dataset"]["train_pairs"],
             "test_images": clean["dataset"]["test_images"], "psnr": protected["protection"]["psnr"],
             "ssim": protected["protection"]["ssim"], "runs": [clean, protected]}

@@ -91,3 +91,21 @@ def headline(metrics: dict[str, float]) -> tuple[str, float, float]:
         return "zeroshot_accuracy", metrics["zeroshot_accuracy"], metrics["random_zeroshot_accuracy"]
     return ("R@10", (metrics["i2t_R@10"] + metrics["t2i_R@10"]) / 2,
             (metrics["random_i2t_R@10"] + metrics["random_t2i_R@10"]) / 2)
+
+
+def contrastive_loss_floor(captions: list[str], batch_size: int, *, draws: int = 20, seed: int = 0) -> float:
+    """The lowest symmetric InfoNCE a CLIP can reach on these captions, expected over random batches.
+
+    A caption repeated k times in a batch has k equal text embeddings, so neither direction can put more
+    than 1/k on the true pair: the floor is the batch mean of ln k. Where clean training already sits near
+    it, no noise can make the pairs easier to fit, which is how error-minimising noise protects."""
+    index = np.unique(np.asarray(captions, dtype=object), return_inverse=True)[1].reshape(-1)
+    size = min(batch_size, len(index))
+    rng = np.random.default_rng(seed)
+    floors = []
+    for _ in range(draws):
+        order = index[rng.permutation(len(index))]
+        for start in range(0, len(order) - size + 1, size):
+            batch = order[start : start + size]
+            floors.append(np.log(np.bincount(batch)[batch]).mean())
+    return float(np.mean(floors))

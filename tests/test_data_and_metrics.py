@@ -3,7 +3,7 @@ import pytest
 
 from t2ue.data import load_pairs_file, openclipart_caption, role_split, svg_metadata
 from t2ue.losses import clip_loss
-from t2ue.metrics import confusion, grouped_accuracy, retrieval_metrics
+from t2ue.metrics import confusion, contrastive_loss_floor, grouped_accuracy, retrieval_metrics
 
 SVG = """<?xml version="1.0"?>
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/"
@@ -82,3 +82,12 @@ def test_clip_loss_treats_repeated_captions_as_positives():
     plain = clip_loss(images, texts, 10.0)
     grouped = clip_loss(images, texts, 10.0, keys=["a cat", "a cat", "a dog"])
     assert grouped < plain - 0.5
+
+
+def test_contrastive_loss_floor_is_the_batch_mean_of_log_repeats():
+    assert contrastive_loss_floor(["a"] * 8, 8) == pytest.approx(np.log(8))  # one caption: nothing to tell apart
+    assert contrastive_loss_floor([f"photo {i}" for i in range(300)], 128) == 0.0
+    # one batch holds all four: "a" twice (ln 2 each), "b" and "c" once (0)
+    assert contrastive_loss_floor(["a", "b", "a", "c"], 128) == pytest.approx(np.log(2) / 2)
+    halves = contrastive_loss_floor(["x", "y"] * 64, 64, draws=50)  # about 32 copies of each per batch
+    assert np.log(24) < halves < np.log(40)

@@ -309,8 +309,9 @@ def test_cli_evaluate_report_and_verify(photo_folder, tiny_noise_model_dir, tmp_
     assert summary["train_pairs"] == 11 and summary["metric"] == "R@10"
     assert "training loss, last epoch" in result.output and summary["chance_loss"] == pytest.approx(np.log(11))
     assert summary["train_loss"]["clean"] == summary["runs"][0]["victim"]["final_loss"]
+    assert summary["loss_floor"] == 0.0  # every caption of the folder is different
     # one epoch on 11 pairs leaves the clean victim near chance: the verdict comes with a caution
-    assert summary["undertrained"] and "caution: the clean victim" in result.output
+    assert summary["undertrained"] and summary["clean_fitted"] < 0.9 and "caution: after 1 epoch" in result.output
     bad = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nowhere"), "-o", str(out), "--no-progress"])
     assert bad.exit_code == 1 and "nowhere" in bad.output
     view = runner.invoke(app, ["evaluate", "--data", str(photo_folder), "--exploiter", "coarse", "-o", str(out)])
