@@ -311,10 +311,19 @@ def tables(results: list[dict]) -> list[Table]:
             by_label[table.label].append(table)
         for alike in by_label.values():
             if len(alike) > 1:
+                differing = [k for k in alike[0].victim if len({json.dumps(t.victim.get(k)) for t in alike}) > 1]
                 for table in alike:
                     recipe = json.dumps(table.victim, sort_keys=True)
-                    table.label += f", recipe {hashlib.sha256(recipe.encode()).hexdigest()[:6]}"
+                    table.label += (", recipe: " + ", ".join(_recipe_field(k, table.victim.get(k)) for k in differing)
+                                    if differing else f", recipe {hashlib.sha256(recipe.encode()).hexdigest()[:6]}")
     return made
+
+
+def _recipe_field(key: str, value) -> str:
+    """A victim recipe field as a table label says it (``50 epochs``, ``lr 0.001``)."""
+    names = {"epochs": "{} epochs", "batch_size": "batch {}", "lr": "lr {:g}", "weight_decay": "weight decay {:g}",
+             "warmup_steps": "warm-up {} steps"}
+    return names[key].format(value) if key in names and value is not None else f"{key} {value}"
 
 
 def write_csv(results: list[dict], path: str | os.PathLike) -> Path:

@@ -271,6 +271,7 @@ def test_runs_write_json_skip_existing_and_report(photo_folder, tmp_path, cache)
     assert len(results) == 3 and len(tables(results)) == 2  # one table per recipe
     # same data and victim, other recipe: titles and plot names must not collide
     assert len({t.slug for t in tables(results)}) == 2 and all("recipe" in t.title for t in tables(results))
+    assert sorted(t.label.split("recipe: ")[1] for t in tables(results)) == ["lr 0.0005", "lr 0.001"]  # what differs
     with pytest.raises(RecipeMismatch, match="lr"):
         Table(results)
     written = write_report(out, tmp_path / "report")
