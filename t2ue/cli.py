@@ -557,7 +557,7 @@ def verify(
     typer.echo(f"training loss, last epoch: clean {loss['clean']:.3f}, protected {loss['protected']:.3f} "
                f"(chance {summary['chance_loss']:.3f}, floor set by repeated captions {summary['loss_floor']:.3f}) "
                f"→ protected pairs {easier:.0%} easier to fit"
-               + (": the victim did not take the noise as a shortcut" if easier < 0.05 else ""))
+               + (": this victim took no shortcut from the noise" if easier < 0.05 and summary["undertrained"] else ""))
     typer.echo(f"verdict: {summary['verdict']}")
     if summary["undertrained"]:
         typer.echo(f"caution: after {epochs} epoch{'s' if epochs != 1 else ''} the clean victim has gone only "

@@ -322,8 +322,9 @@ def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_
            seed: int = 0, mode: str = "sample", device: str = "auto", progress: bool = True) -> dict:
     """How protective a noise model is on a kind of data: a small victim CLIP trained on clean and on
     protected pairs with one recipe, compared on clean test pairs. Both victims' last-epoch training
-    losses come along: noise protects by being a shortcut, so a protected loss no lower than the clean one
-    means the victim did not use it. ``clean_fitted`` is how far the clean victim's loss went from chance
+    losses come along: noise protects by being a shortcut fitted faster than the pictures, so while the
+    clean victim is still far from fitted, a protected loss no lower than the clean one means the victim
+    took none. ``clean_fitted`` is how far the clean victim's loss went from chance
     (ln batch) towards the floor that repeated captions set (:func:`~t2ue.metrics.contrastive_loss_floor`);
     below 0.9 the victim is ``undertrained`` and the verdict may change with more epochs."""
     from .api import load_noise_model

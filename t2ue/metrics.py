@@ -97,8 +97,9 @@ def contrastive_loss_floor(captions: list[str], batch_size: int, *, draws: int =
     """The lowest symmetric InfoNCE a CLIP can reach on these captions, expected over random batches.
 
     A caption repeated k times in a batch has k equal text embeddings, so neither direction can put more
-    than 1/k on the true pair: the floor is the batch mean of ln k. Where clean training already sits near
-    it, no noise can make the pairs easier to fit, which is how error-minimising noise protects."""
+    than 1/k on the true pair: the floor is the batch mean of ln k. Error-minimising noise protects by
+    taking the victim to it before the pictures do; once clean training has reached it too, the final
+    losses no longer tell the two apart."""
     index = np.unique(np.asarray(captions, dtype=object), return_inverse=True)[1].reshape(-1)
     size = min(batch_size, len(index))
     rng = np.random.default_rng(seed)

@@ -238,8 +238,9 @@ class Table:
                  f"{self.dataset['test_captions']} captions. Ran on {'; '.join(machines)}. "
                  f"Ratio column: {self.metric} of the row over the clean row"
                  f"{' (mean of image→text and text→image R@10)' if self.metric == 'R@10' else ''}. Train loss: the "
-                 "victim's mean loss over its last epoch; noise protects by being a shortcut, so a protected row "
-                 "whose train loss is no lower than the clean row's gave the victim none it used.", "",
+                 "victim's mean loss over its last epoch. Noise protects by being a shortcut the victim fits faster "
+                 "than the pictures: a protected row far below the clean row took one; once the clean row has fitted "
+                 "its data too, equal losses tell nothing either way.", "",
                  "| training data | " + " | ".join(columns) + f" | {self.metric} / clean | PSNR dB | SSIM | train loss "
                  "| seeds |", "|---" * (len(columns) + 6) + "|"]
         for rec in self.records():
