@@ -344,7 +344,8 @@ def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_
         "inconclusive: the clean victim itself did not beat random guessing; use more pairs or epochs")
     train_loss = {"clean": clean["victim"]["final_loss"], "protected": protected["victim"]["final_loss"]}
     chance_loss = math.log(min(recipe.batch_size, clean["dataset"]["train_pairs"]))
-    floor = contrastive_loss_floor(load_split(dataset, 64, pairs, test_pairs)[0].captions, recipe.batch_size)
+    floor = contrastive_loss_floor(load_split(dataset, clean["config"]["size"], pairs, test_pairs)[0].captions,
+                                   recipe.batch_size)
     fitted = (chance_loss - train_loss["clean"]) / (chance_loss - floor) if chance_loss > floor else 1.0
     return {"metric": metric, "clean": clean_value, "protected": protected_value, "random": guess, "ratio": ratio,
             "verdict": verdict, "train_loss": train_loss, "chance_loss": chance_loss, "loss_floor": floor,
