@@ -190,9 +190,15 @@ class UniformNoise(ProtectionMethod):
                 delta = (epsilon * rng.choice(np.array([-1.0, 1.0]), size=blocks)).astype(np.float32)
             else:
                 delta = rng.uniform(-epsilon, epsilon, size=blocks).astype(np.float32)
-            delta = delta.repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
+            delta = blocks_to_pixels(delta, p, height, width)
         delta = np.repeat(delta, data.images.shape[-1] // planes, axis=-1)
         return Noise(to_levels(delta), index)
+
+
+def blocks_to_pixels(blocks: np.ndarray, size: int, height: int, width: int) -> np.ndarray:
+    """Patterns of one value per ``size`` x ``size`` block (N, h, w, ...) at pixel resolution, cut to
+    ``height`` x ``width`` (the last blocks at the border are partial)."""
+    return blocks.repeat(size, axis=1).repeat(size, axis=2)[:, :height, :width]
 
 
 def square_gratings(rng: np.random.Generator, count: int, height: int, width: int, planes: int) -> np.ndarray:
@@ -212,7 +218,7 @@ def chroma_gratings(rng: np.random.Generator, count: int, height: int, width: in
     stripes = square_gratings(rng, count, height, width, 1) > 0
     colours = np.array([c for c in np.ndindex(2, 2, 2) if 0 < sum(c) < 3], dtype=np.float32) * 2 - 1
     cells = rng.integers(len(colours), size=(count, -(-height // cell), -(-width // cell)))
-    coloured = colours[cells].repeat(cell, axis=1).repeat(cell, axis=2)[:, :height, :width]
+    coloured = blocks_to_pixels(colours[cells], cell, height, width)
     return np.where(stripes, coloured, 0.0).astype(np.float32)
 
 
@@ -231,6 +237,13 @@ def hidden_pictures(pictures: np.ndarray, rng: np.random.Generator, count: int, 
         return np.clip(work / np.maximum(2 * spread, 1e-6), -1.0, 1.0).astype(np.float32)
     peak = np.abs(work).max(axis=(1, 2, 3), keepdims=True)
     return (work / np.maximum(peak, 1e-6)).astype(np.float32)
+
+
+def distinct_captions(data: ImageTextSet) -> tuple[list[str], np.ndarray]:
+    """The set's distinct descriptions (sorted) and, for every image, the index of its own: sample-wise
+    noise is one pattern per description, so images that share a caption share it."""
+    texts, index = np.unique(np.asarray(data.captions, dtype=object), return_inverse=True)
+    return [str(t) for t in texts], index.reshape(-1)
 
 
 def model_digest(model: str, salt: str = "") -> str:
@@ -268,8 +281,7 @@ class T2UENoise(ProtectionMethod):
                 raise ValueError(f"class-wise t2ue noise needs labels; the set {data.name!r} has none")
             texts, index = list(data.class_names), np.asarray(data.labels, dtype=np.int64)
         elif mode == "sample":
-            texts, index = np.unique(np.asarray(data.captions, dtype=object), return_inverse=True)
-            texts = [str(t) for t in texts]
+            texts, index = distinct_captions(data)
         else:
             raise ValueError(f"t2ue mode must be sample or class, got {mode!r}")
         started = time.perf_counter()
@@ -303,8 +315,8 @@ class TextCode(ProtectionMethod):
         code, block = self.params["code"], self.params["block"]
         if code not in ("embedding", "words") or not block.isdigit() or int(block) < 1:
             raise ValueError(f"textcode takes code=embedding|words and block=P (pixels, >= 1), got {self.spec()!r}")
-        texts, index = np.unique(np.asarray(data.captions, dtype=object), return_inverse=True)
-        texts, p = [str(t) for t in texts], int(block)
+        texts, index = distinct_captions(data)
+        p = int(block)
         height, width, channels = data.images.shape[1:]
         grid = (-(-height // p), -(-width // p), channels)
         bits = int(np.prod(grid))
@@ -314,14 +326,13 @@ class TextCode(ProtectionMethod):
                                   np.zeros(bits, np.float32)) for text in texts])
         else:
             from .api import load_noise_model
+            from .clusters import embed_texts
 
-            encoder = load_noise_model(self.params["model"]).surrogate
-            with torch.inference_mode():
-                embedding = torch.cat([encoder.encode_text(texts[i : i + 256]).float() for i in range(0, len(texts), 256)])
+            embedding = embed_texts(load_noise_model(self.params["model"]), texts)
             projection = np.random.default_rng([seed, 0x51A4]).standard_normal((embedding.shape[1], bits))
             codes = torch.nn.functional.normalize(embedding, dim=-1).numpy() @ projection.astype(np.float32)
         signs = np.where(codes >= 0, 1.0, -1.0).astype(np.float32).reshape(len(texts), *grid)
-        delta = (epsilon * signs).repeat(p, axis=1).repeat(p, axis=2)[:, :height, :width]
+        delta = blocks_to_pixels(epsilon * signs, p, height, width)
         return Noise(to_levels(delta), np.asarray(index, dtype=np.int64).reshape(-1),
                      seconds=time.perf_counter() - started)
 
