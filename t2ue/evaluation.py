@@ -30,7 +30,7 @@ from .defenses import parse_defense
 from .files import savez, write_text
 from .methods import Noise, ProtectionMethod, parse_method
 from .metrics import contrastive_loss_floor, headline
-from .victims import VictimRecipe, evaluate_victim, train_victim
+from .victims import VictimRecipe, build_victim, evaluate_victim, pick_device, train_victim
 from .views import VIEWS, exploiter_view
 
 RUN_FORMAT = "t2ue-eval-run/1"
@@ -185,6 +185,15 @@ def write_json(path: str | os.PathLike, payload: dict) -> Path:
     return write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
+def starting_point(recipe: VictimRecipe, test: ImageTextSet, device: str = "auto") -> dict | None:
+    """A fine-tuned victim's metrics before any training (``None`` for victims trained from scratch):
+    what the exploiter has without the scraped data, which protection cannot take away — it can only
+    withhold what fine-tuning adds."""
+    if recipe.kind != "clip-finetune":
+        return None
+    return evaluate_victim(build_victim(recipe).to(pick_device(device)).eval(), recipe, test)
+
+
 def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip_existing: bool = False,
             device: str = "auto", progress: bool = True, use_cache: bool = True) -> dict:
     """Protect, train, evaluate; return the result (and write ``OUT_DIR/RUN_ID.json`` when given)."""
@@ -208,6 +217,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
     scraped = scraped.with_images(defense.purify_images(scraped.images, config.seed))
     test = test.with_images(defense.purify_images(test.images, config.seed, test=True))
     purify_seconds = round(time.time() - defense_started, 2)
+    before = starting_point(config.victim, test, device)
     model, log = train_victim(scraped, config.victim, seed=config.seed, device=device, progress=progress,
                               defense=defense)
     eval_started = time.time()
@@ -225,6 +235,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
         "defense": {"spec": config.defense, "purify_seconds": purify_seconds, "in_training": defense.trains},
         "victim": {**config.victim.as_dict(), **log},
         "metrics": metrics,
+        **({"metrics_before_training": before} if before is not None else {}),
         "timings": {"total_seconds": round(time.time() - started, 1), "train_seconds": log["train_seconds"],
                     "eval_seconds": round(time.time() - eval_started, 1)},
         "machine": _machine(log["device"]),

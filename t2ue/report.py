@@ -162,6 +162,13 @@ class Table:
             # Unbalanced labels (e.g. 4 coarse groups, half of them tops): a constant answer beats chance.
             out.append({"row": "majority class (one constant answer)", "values": {column: (majority, 0.0)},
                         "ratio": None, "psnr": None, "ssim": None, "train_loss": None, "seeds": ""})
+        before = self.results[0].get("metrics_before_training")
+        if before is not None:
+            # A fine-tuned victim starts from what its pretrained model knows; protection can only withhold the gain.
+            out.append({"row": "pretrained model, before fine-tuning", "values": {c: (before.get(c), 0.0)
+                                                                               for c in self.columns()},
+                        "headline": headline(before)[1], "ratio": headline(before)[1] / self.clean if self.clean else None,
+                        "psnr": None, "ssim": None, "train_loss": None, "seeds": ""})
         for (method, epsilon, fraction, defense), runs in self.rows.items():
             label = "clean (none)" if method == "none" else f"{method} ε={epsilon}" + (
                 f" {fraction:.0%} protected" if fraction < 1 else "")
@@ -405,6 +412,9 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.bar([r["row"].replace(" ε=8/255", "") for r in bars], [r["headline"] for r in bars], color="tab:blue")
         ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
+        before = table.results[0].get("metrics_before_training")
+        if before is not None:
+            ax.axhline(headline(before)[1], color="tab:orange", linestyle="--", label="before fine-tuning")
         ax.set(ylabel=table.metric, title=f"{table.title}\nclean vs protected (ε=8/255, 100 %)")
         ax.tick_params(axis="x", labelsize=7, rotation=20)
         written.append(_save(fig, ax, out_dir / f"{table.slug}-bars.png"))

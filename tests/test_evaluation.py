@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from t2ue.cli import app
 from t2ue.data import ImageTextSet, load_dataset, load_image_folder, load_karpathy, part_indices
-from t2ue.evaluation import EvalPlan, RunConfig, method_noise, protect_split, run_one
+from t2ue.evaluation import EvalPlan, RunConfig, load_split, method_noise, protect_split, run_one
 from t2ue.images import add_noise_uint8
 from t2ue.methods import METHODS, hidden_pictures, parse_method, to_levels
 from t2ue.metrics import headline
@@ -281,6 +281,30 @@ def test_runs_write_json_skip_existing_and_report(photo_folder, tmp_path, cache)
     clean_row = next(line for line in markdown.splitlines() if line.startswith("| clean (none)"))
     assert f"| {first['victim']['final_loss']:.3f} |" in clean_row  # the victim's last-epoch loss, per row
     assert "train loss" in markdown and "train_loss" in written["csv"].read_text().splitlines()[0]
+
+
+def test_finetune_runs_record_the_pretrained_starting_point(photo_folder, open_clip_dir, tmp_path, cache):
+    """A fine-tuned victim's run keeps what the pretrained model scored before training, and the report
+    shows it as a row; a victim trained from scratch has no such row."""
+    from t2ue.victims import build_victim, evaluate_victim
+
+    recipe = VictimRecipe.for_kind("clip-finetune", arch=str(open_clip_dir), epochs=2, batch_size=8, lr=1e-3,
+                                   warmup_steps=1)
+    config = RunConfig(str(photo_folder), "none", recipe)
+    result = run_one(config, tmp_path / "runs", progress=False)
+    before = result["metrics_before_training"]
+    _, test = load_split(config.dataset, config.size, config.train_limit, config.test_limit)
+    assert before == evaluate_victim(build_victim(recipe).eval(), recipe, test)  # the untouched model
+    assert before != result["metrics"]  # fine-tuning moved it
+    rows = {r["row"]: r for r in Table([result]).records()}
+    start = rows["pretrained model, before fine-tuning"]
+    assert start["headline"] == pytest.approx(headline(before)[1])
+    assert start["ratio"] == pytest.approx(headline(before)[1] / headline(result["metrics"])[1])
+    assert "| pretrained model, before fine-tuning |" in Table([result]).markdown()
+    scratch = run_one(RunConfig(str(photo_folder), "none", VictimRecipe(epochs=1, batch_size=8, warmup_steps=1)),
+                      progress=False)
+    assert "metrics_before_training" not in scratch
+    assert not any(r["row"].startswith("pretrained") for r in Table([scratch]).records())
 
 
 def test_plan_expansion_dedupes_clean_rows():
