@@ -142,6 +142,13 @@ class Table:
         name = f"{self.dataset['name']}-{self.victim['kind']}-{Path(self.victim['arch']).stem}{view}-{self.label}"
         return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
+    @property
+    def before_training(self) -> dict | None:
+        """A fine-tuned victim's metrics before fine-tuning, on the undefended test set: what its pretrained
+        model knows, which protection cannot take away (it can only withhold the gain)."""
+        return next((r["metrics_before_training"] for r in self.results
+                     if "metrics_before_training" in r and r["config"].get("defense", "none") == "none"), None)
+
     def columns(self) -> list[str]:
         """Accuracy for classifiers; R@k (and zero-shot accuracy on labelled sets) for CLIPs, but only
         zero-shot accuracy where per-image retrieval means nothing (see :func:`t2ue.metrics.headline`)."""
@@ -162,9 +169,8 @@ class Table:
             # Unbalanced labels (e.g. 4 coarse groups, half of them tops): a constant answer beats chance.
             out.append({"row": "majority class (one constant answer)", "values": {column: (majority, 0.0)},
                         "ratio": None, "psnr": None, "ssim": None, "train_loss": None, "seeds": ""})
-        before = self.results[0].get("metrics_before_training")
+        before = self.before_training
         if before is not None:
-            # A fine-tuned victim starts from what its pretrained model knows; protection can only withhold the gain.
             out.append({"row": "pretrained model, before fine-tuning", "values": {c: (before.get(c), 0.0)
                                                                                for c in self.columns()},
                         "headline": headline(before)[1], "ratio": headline(before)[1] / self.clean if self.clean else None,
@@ -412,9 +418,8 @@ def plot_table(table: Table, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.bar([r["row"].replace(" ε=8/255", "") for r in bars], [r["headline"] for r in bars], color="tab:blue")
         ax.axhline(guess_value, color="grey", linestyle=":", label="random guess")
-        before = table.results[0].get("metrics_before_training")
-        if before is not None:
-            ax.axhline(headline(before)[1], color="tab:orange", linestyle="--", label="before fine-tuning")
+        if table.before_training is not None:
+            ax.axhline(headline(table.before_training)[1], color="tab:orange", linestyle="--", label="before fine-tuning")
         ax.set(ylabel=table.metric, title=f"{table.title}\nclean vs protected (ε=8/255, 100 %)")
         ax.tick_params(axis="x", labelsize=7, rotation=20)
         written.append(_save(fig, ax, out_dir / f"{table.slug}-bars.png"))
