@@ -161,20 +161,18 @@ class Table:
         """Rows as dicts: label, per-column (mean, std), ratio of the headline to clean, quality, seeds."""
         first = self.results[0]["metrics"]
         guess = {c: (first.get(f"random_{c}", float("nan")), 0.0) for c in self.columns()}
-        out = [{"row": "random guess", "values": guess, "ratio": None, "psnr": None, "ssim": None, "train_loss": None,
-                "seeds": ""}]
+        out = [_reference_row("random guess", guess)]
         column = self.columns()[0] if len(self.columns()) == 1 else None
         majority = first.get(f"majority_{column}")
         if majority is not None and majority > 1.5 * guess[column][0]:
             # Unbalanced labels (e.g. 4 coarse groups, half of them tops): a constant answer beats chance.
-            out.append({"row": "majority class (one constant answer)", "values": {column: (majority, 0.0)},
-                        "ratio": None, "psnr": None, "ssim": None, "train_loss": None, "seeds": ""})
+            out.append(_reference_row("majority class (one constant answer)", {column: (majority, 0.0)}))
         before = self.before_training
         if before is not None:
-            out.append({"row": "pretrained model, before fine-tuning", "values": {c: (before.get(c), 0.0)
-                                                                               for c in self.columns()},
-                        "headline": headline(before)[1], "ratio": headline(before)[1] / self.clean if self.clean else None,
-                        "psnr": None, "ssim": None, "train_loss": None, "seeds": ""})
+            value = headline(before)[1]
+            out.append({**_reference_row("pretrained model, before fine-tuning",
+                                         {c: (before.get(c), 0.0) for c in self.columns()}),
+                        "headline": value, "ratio": value / self.clean if self.clean else None})
         for (method, epsilon, fraction, defense), runs in self.rows.items():
             label = "clean (none)" if method == "none" else f"{method} ε={epsilon}" + (
                 f" {fraction:.0%} protected" if fraction < 1 else "")
@@ -331,6 +329,13 @@ def tables(results: list[dict]) -> list[Table]:
                     table.label += (", recipe: " + ", ".join(_recipe_field(k, table.victim.get(k)) for k in differing)
                                     if differing else f", recipe {hashlib.sha256(recipe.encode()).hexdigest()[:6]}")
     return made
+
+
+def _reference_row(label: str, values: dict) -> dict:
+    """A table row that no protected training made (random guess, majority class, the pretrained start):
+    values only, no ratio, image quality, loss or seeds."""
+    return {"row": label, "values": values, "ratio": None, "psnr": None, "ssim": None, "train_loss": None,
+            "seeds": ""}
 
 
 def _recipe_field(key: str, value) -> str:
