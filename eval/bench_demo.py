@@ -34,8 +34,8 @@ def main() -> None:
     from bench_speed import machine
     from gradio_client import Client
 
-    from t2ue.demo import build_app
-    from t2ue.evaluation import write_json
+    from t2ue.demo.app import build_app
+    from t2ue_eval.runner import write_json
 
     texts = [f"photo {i} of our summer holiday: the beach, the harbour and the old town" for i in range(args.texts)]
     app = build_app("default", local_tab=False)

@@ -30,8 +30,8 @@ def main() -> None:
     from bench_speed import machine
     from torch.utils.data import DataLoader
 
-    from t2ue.data import PairDataset, load_dataset, load_fashion_mnist
-    from t2ue.evaluation import write_json
+    from t2ue.data.sets import PairDataset, load_dataset, load_fashion_mnist
+    from t2ue_eval.runner import write_json
 
     source = load_fashion_mnist(size=64)  # the cached size, upscaled as written
     n = min(args.pairs, len(source))

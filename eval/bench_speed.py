@@ -191,7 +191,7 @@ def main() -> None:
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the demo's imports
 
-    from t2ue.demo import noise_payload
+    from t2ue.demo.app import noise_payload
 
     payload_times = []
     for i in range(10):
@@ -216,7 +216,7 @@ def main() -> None:
         "targets": {"texts_per_s": ">= 100", "protect_12mp_s": "<= 1", "peak_rss_mb": "<= 1536", "load_s": "<= 5"},
     }
     print(json.dumps(result, indent=2))
-    from t2ue.evaluation import write_json  # after the peak-memory reading
+    from t2ue_eval.runner import write_json  # after the peak-memory reading
 
     write_json(args.out, result)
 

@@ -13,10 +13,10 @@ import argparse
 
 import numpy as np
 
-from t2ue.evaluation import write_json
-from t2ue.metrics import grouped_accuracy
-from t2ue.report import load_results
-from t2ue.views import COARSE_FASHION
+from t2ue_eval.metrics import grouped_accuracy
+from t2ue_eval.report import load_results
+from t2ue_eval.runner import write_json
+from t2ue_eval.views import COARSE_FASHION
 
 
 def split_accuracy(matrix: list[list[int]]) -> dict:

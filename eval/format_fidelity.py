@@ -29,8 +29,8 @@ from PIL import Image
 from skimage import data as skdata
 
 from t2ue import protect
-from t2ue.evaluation import write_json
-from t2ue.images import load_image, psnr, save_image
+from t2ue.io.images import load_image, psnr, save_image
+from t2ue_eval.runner import write_json
 
 PHOTOS = {
     "astronaut": "an astronaut in a white spacesuit holding a helmet, with an American flag behind her",

@@ -1,7 +1,7 @@
 """How coarse may an exploiter's labelling be before text-made noise stops protecting?
 
 Reads the classifier runs of label-agnostic setting (b) along a nested hierarchy of Fashion-MNIST
-groupings (10 classes -> 8 -> 5 -> 4 -> 2; ``t2ue.views``) and prints, per number of groups, the clean
+groupings (10 classes -> 8 -> 5 -> 4 -> 2; ``t2ue_eval.views``) and prints, per number of groups, the clean
 accuracy, the majority-class share and each noise's accuracy as a ratio to clean; saves the table as
 JSON and the curve as a PNG. The runs come from plans ``label-agnostic-fashion`` (10 classes) and
 ``label-agnostic-fashion-granularity`` (the rest), and the control (8 groups merged from pairs
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from t2ue.evaluation import write_json
-from t2ue.methods import parse_method
-from t2ue.report import load_results
-from t2ue.views import COARSE_VIEWS
+from t2ue_eval.registry import parse_method
+from t2ue_eval.report import load_results
+from t2ue_eval.runner import write_json
+from t2ue_eval.views import COARSE_VIEWS
 
 LEVELS = (("same", 10), ("coarse-labels-8", 8), ("coarse-labels-5", 5), ("coarse-labels-alt", 4),
           ("coarse-labels-2", 2))

@@ -28,13 +28,14 @@ import numpy as np
 import torch
 
 from t2ue import noise_from_text
-from t2ue import transforms as T
-from t2ue.api import BUNDLED_MODELS
 from t2ue.budget import parse_epsilon
-from t2ue.data import ImageTextSet, load_dataset
-from t2ue.defenses import parse_defense
-from t2ue.evaluation import load_split, method_noise, write_json
-from t2ue.methods import parse_method
+from t2ue.data.sets import ImageTextSet, load_dataset
+from t2ue.models.registry import installed_models
+from t2ue.training import transforms as T
+from t2ue_eval.defenses import parse_defense
+from t2ue_eval.methods import RESEARCH_MODELS, resolve_model
+from t2ue_eval.registry import parse_method
+from t2ue_eval.runner import load_split, method_noise, write_json
 
 
 def mean_square(x: torch.Tensor) -> float:
@@ -73,7 +74,7 @@ def jpeg_survival(images: np.ndarray, protected: np.ndarray, delta: torch.Tensor
 def anatomy(model: str, data: ImageTextSet, size: int = 64) -> dict[str, float | None]:
     """Size and luma share of one model's sample-wise noise; luma, coarse and JPEG-10 shares of its
     class patterns on ``data``."""
-    patterns = noise_from_text(list(data.class_names), size=size, model=model, seed=0, mode="class")
+    patterns = noise_from_text(list(data.class_names), size=size, model=resolve_model(model), seed=0, mode="class")
     levels = torch.round(patterns * 255)[torch.as_tensor(data.labels)].permute(0, 2, 3, 1).numpy()
     protected = (data.images.astype(np.float32) + levels).clip(0, 255).astype(np.uint8)
     samples = noise_from_text(list(data.captions), size=size, model=model, seed=0)
@@ -110,7 +111,7 @@ def main() -> None:
     else:
         data = load_dataset("fashion-mnist", 64, part="test", limit=500).materialize(64)
         results = {"texts": list(data.class_names), "size": 64, "seed": 0, "pictures": len(data),
-                   "models": {name: anatomy(name, data) for name in BUNDLED_MODELS}}
+                   "models": {m.name: anatomy(m.name, data) for m in installed_models(extra=(RESEARCH_MODELS,))}}
     out = args.out or Path(f"eval/results/noise-anatomy{'-methods' if args.method else ''}.json")
     for name, row in results["models"].items():
         print(f"{name:14s} " + "  ".join(f"{key} {value}" for key, value in row.items()))

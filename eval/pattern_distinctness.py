@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from t2ue.evaluation import load_split, method_noise, write_json
-from t2ue.methods import parse_method
-from t2ue.views import exploiter_view
+from t2ue_eval.registry import parse_method
+from t2ue_eval.runner import load_split, method_noise, write_json
+from t2ue_eval.views import exploiter_view
 
 ROOT = Path(__file__).resolve().parents[1]
 # (method, protector view, exploiter view of the committed runs whose accuracy is shown beside it)

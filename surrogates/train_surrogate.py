@@ -23,13 +23,14 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from t2ue.data import load_fashion_mnist, load_openclipart, role_split
-from t2ue.files import write_text
-from t2ue.losses import clip_loss
-from t2ue.metrics import retrieval_metrics
-from t2ue.optim import cosine_with_warmup, update
-from t2ue.surrogates import resolve_text_tower, save_open_clip_folder
-from t2ue.transforms import ueraser_augment
+from t2ue.data.sets import load_fashion_mnist, load_openclipart, role_split
+from t2ue.io.files import write_text
+from t2ue.models.surrogates import save_open_clip_folder
+from t2ue.models.text_encoders import resolve_text_tower
+from t2ue.training.losses import clip_loss
+from t2ue.training.optim import cosine_with_warmup, update
+from t2ue.training.transforms import ueraser_augment
+from t2ue_eval.metrics import retrieval_metrics
 
 CARD = """# Bundled surrogate: MiniLM text tower + tiny ViT image tower (64 px)
 

@@ -1,9 +1,9 @@
 """t2ue: protective, error-minimising noise for photos, from a text description alone."""
 
-from .api import apply_noise, load_noise_model, noise_from_text, protect
-from .budget import DEFAULT_EPSILON, parse_epsilon, project_linf
-from .images import read_description
-from .noise_model import NoiseModel
+from t2ue.api import apply_noise, load_noise_model, noise_from_text, protect
+from t2ue.budget import DEFAULT_EPSILON, parse_epsilon, project_linf
+from t2ue.io.images import read_description
+from t2ue.models.noise_model import NoiseModel
 
 __version__ = "0.1.0"
 

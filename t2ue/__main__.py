@@ -1,3 +1,3 @@
-from .cli import app
+from t2ue.cli import app
 
 app()

@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .budget import parse_epsilon, project_linf
-from .clusters import ClusterNoise, cluster_noise_for, fit_and_assign
-from .images import GIF_REFUSED, ImageError, apply_noise, load_image, save_image
-from .noise_model import NoiseModel
+from t2ue.budget import parse_epsilon, project_linf
+from t2ue.io.images import GIF_REFUSED, ImageError, apply_noise, load_image, save_image
+from t2ue.models.cluster_fitting import cluster_noise_for, fit_and_assign
+from t2ue.models.clusters import ClusterNoise
+from t2ue.models.noise_model import NoiseModel
+from t2ue.models.registry import NOISE_MODEL_CONFIG, installed_models, is_model_name, model_folder
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
-# Noise models that ship with the package: the default; one trained with JPEG/thumbnail/blur in the loop;
-# one whose expectation also holds grayscale and JPEG down to quality 10 (robust-strong); and the robust
-# recipe with one noise plane for R, G and B (a research variant: survives grayscale exactly, but measured
-# not to protect the Fashion-MNIST classifier; see eval/REPORT.md); and the robust recipe with UEraser's
-# training-time augmentations in its expectation (robust-augment), and one trained against the worst of two
-# UEraser-augmented copies (robust-ueraser), one against the worst of two channel orders (robust-shuffle),
-# and robust-ueraser's recipe against a surrogate itself trained under UEraser (robust-ueraser-surrogate;
-# that surrogate travels in its folder), and the robust recipe with colour-depth reduction in its
-# expectation (robust-depth) — research variants.
-BUNDLED_MODELS = {name: DEFAULT_MODEL_DIR.parent / name for name in ("default", "robust", "robust-strong",
-                                                                        "robust-luma", "robust-augment",
-                                                                        "robust-ueraser", "robust-shuffle",
-                                                                        "robust-ueraser-surrogate", "robust-depth")}
-
-__all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "protect_file_with_noise", "load_noise_model",
-           "DEFAULT_MODEL_DIR", "BUNDLED_MODELS"]
+__all__ = ["noise_from_text", "apply_noise", "protect", "protect_file", "protect_file_with_noise", "load_noise_model"]
 
 
 MODES = ("sample", "class", "cluster")
@@ -42,20 +27,16 @@ def _load_cached(path: str) -> NoiseModel:
     return NoiseModel.from_pretrained(path)
 
 
-def model_folder(model: str | os.PathLike) -> Path:
-    """The folder of a bundled noise model by name, or the given folder."""
-    return BUNDLED_MODELS.get(str(model), Path(model))
-
-
 def load_noise_model(model: str | os.PathLike | NoiseModel = "default") -> NoiseModel:
-    """A noise model bundled by name (:data:`BUNDLED_MODELS`), a folder, or an already loaded instance."""
+    """An installed noise model by name (``t2ue models`` lists them), a folder, or an already loaded instance."""
     if isinstance(model, NoiseModel):
         return model
     path = model_folder(model)
-    if not (path / "noise_model.json").is_file():
-        if str(model) in BUNDLED_MODELS:
-            raise FileNotFoundError(f"the bundled noise model is missing from {path}; reinstall t2ue")
-        raise FileNotFoundError(f"{path}: not a noise model folder (expected noise_model.json)")
+    if not (path / NOISE_MODEL_CONFIG).is_file():
+        if is_model_name(model):
+            names = ", ".join(m.name for m in installed_models())
+            raise FileNotFoundError(f"{model}: no such noise model (installed: {names}), nor a folder of that name")
+        raise FileNotFoundError(f"{path}: not a noise model folder (expected {NOISE_MODEL_CONFIG})")
     return _load_cached(str(path.resolve()))
 
 

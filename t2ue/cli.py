@@ -1,35 +1,63 @@
-"""The ``t2ue`` command line: noise, protect, fit-clusters, train, demo, evaluate, report, verify."""
+"""The ``t2ue`` command line: noise, protect, models, fit-clusters, train, demo; and the commands other
+packages add through the ``t2ue.commands`` entry points (the evaluator's evaluate, report and verify)."""
 
 from __future__ import annotations
 
 import functools
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from .privacy import set_offline_defaults
+from t2ue.privacy import set_offline_defaults
 
 set_offline_defaults()
 
-MODEL_NAMES = ("'default', 'robust' (survives recompression), 'robust-strong' (also trained against grayscale "
-               "and JPEG 10), a research variant (robust-luma, robust-augment, robust-ueraser, robust-shuffle, "
-               "robust-ueraser-surrogate, robust-depth: the README says what each is and how it fared)")
-MODEL_HELP = f"Noise model: {MODEL_NAMES} or a folder."
+MODEL_HELP = "Noise model: a name `t2ue models` lists (default, robust) or a noise model folder."
+COMMANDS_GROUP = "t2ue.commands"  # entry points: name = "module:function", a typer-annotated function
 # protect makes the noise of this many photos in one call, then writes them (in --jobs threads)
 NOISE_BATCH = 64
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class Commands(TyperGroup):
+    """The built-in commands, then those added through the ``t2ue.commands`` entry points (loaded only
+    when named or listed, so protecting a photo imports none of them)."""
+
+    @functools.cached_property
+    def _added(self) -> dict:
+        return {point.name: point for point in entry_points(group=COMMANDS_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *sorted(set(self._added) - set(self.commands))]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None or name not in self._added:
+            return command
+        try:
+            function = self._added[name].load()
+        except ModuleNotFoundError as err:
+            raise click.ClickException(f"`t2ue {name}` needs {err.name}: pip install 't2ue[eval]'") from err
+        single = typer.Typer(add_completion=False)
+        single.command(name)(function)
+        return typer.main.get_command(single)
+
+
+app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
                   help="Protect photos from unauthorised AI training with noise made from a text description.")
 
 
-def _err(message: str) -> None:
+def echo_error(message: str) -> None:
+    """One line on standard error, as every command reports a failure."""
     typer.echo(f"error: {message}", err=True)
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from t2ue import __version__
 
         typer.echo(f"t2ue {__version__}")
         raise typer.Exit()
@@ -39,6 +67,16 @@ def _print_version(value: bool) -> None:
 def main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                       help="Print the version and exit.")) -> None:
     """Protect photos from unauthorised AI training with noise made from a text description."""
+
+
+@app.command()
+def models() -> None:
+    """List the installed noise models (bundled, and those in T2UE_MODELS_PATH folders)."""
+    from t2ue.models.registry import installed_models
+
+    for model in installed_models():
+        where = "bundled" if model.bundled else str(model.path.parent)
+        typer.echo(f"{model.name:<16} {model.summary}  [{where}]")
 
 
 @app.command()
@@ -57,13 +95,13 @@ def noise(
     import numpy as np
     from PIL import Image
 
-    from .api import load_noise_model, noise_from_text
-    from .files import atomic_write
-    from .images import noise_levels, save_image
+    from t2ue.api import load_noise_model, noise_from_text
+    from t2ue.io.files import atomic_write
+    from t2ue.io.images import noise_levels, save_image
 
     suffix = output.suffix.lower()
     if suffix != ".npy" and Image.registered_extensions().get(suffix) not in ("PNG", "TIFF", "BMP", "WEBP"):
-        _err(f"{output}: write the noise as .npy (exact floats) or as a lossless image (.png, .tif, .bmp, .webp)")
+        echo_error(f"{output}: write the noise as .npy (exact floats) or as a lossless image (.png, .tif, .bmp, .webp)")
         raise typer.Exit(2)
     try:
         if mode == "cluster" and cluster_dir is None and load_noise_model(model).clusters is None:
@@ -72,7 +110,7 @@ def noise(
         delta = noise_from_text([text], size=size, model=model, seed=seed, mode=mode, epsilon=epsilon,
                                 clusters=cluster_dir)[0]
     except (ValueError, FileNotFoundError) as err:
-        _err(str(err))
+        echo_error(str(err))
         raise typer.Exit(2) from err
     array = delta.permute(1, 2, 0).numpy()
     if suffix == ".npy":
@@ -90,7 +128,8 @@ SEPARATE_HELP = ("When clusters are fitted: sign (take out what the groups' pert
 
 def _cluster_noise(noise_model, descriptions: list[str], k: int, folder: Path, seed: int, separate: str):
     """Clusters from ``folder`` when it holds them; else fitted on ``descriptions`` and saved there."""
-    from .clusters import CLUSTER_CONFIG, ClusterNoise, fit_cluster_noise
+    from t2ue.models.cluster_fitting import fit_cluster_noise
+    from t2ue.models.clusters import CLUSTER_CONFIG, ClusterNoise
 
     if (folder / CLUSTER_CONFIG).is_file():
         if separate != "none":
@@ -108,16 +147,16 @@ def fit_clusters(
     captions: Path = typer.Argument(..., help="Descriptions to cluster: CSV/JSONL with a 'caption' column, "
                                     "or a text file with one description per line."),
     output: Path = typer.Option(..., "-o", "--output", help="New noise model folder: the model plus its clusters."),
-    model: str = typer.Option("default", help="Noise model to start from: " + MODEL_NAMES + " or a folder."),
+    model: str = typer.Option("default", help="Noise model to start from: " + MODEL_HELP),
     clusters: int = typer.Option(8, "-k", "--clusters", help="How many clusters."),
     seed: int = typer.Option(0),
     separate: str = typer.Option("none", help=SEPARATE_HELP),
 ) -> None:
     """Fit label-agnostic clusters on descriptions and save them with a copy of the noise model, so
     `t2ue protect --model OUTPUT --mode cluster` protects later photos with the same clusters."""
-    from .api import load_noise_model
-    from .clusters import fit_and_assign
-    from .noise_model import NOISE_MODEL_CONFIG, NoiseModel
+    from t2ue.api import load_noise_model
+    from t2ue.models.cluster_fitting import fit_and_assign
+    from t2ue.models.noise_model import NOISE_MODEL_CONFIG
 
     try:
         if (output / NOISE_MODEL_CONFIG).exists() or (output.exists() and any(output.iterdir())):
@@ -126,10 +165,9 @@ def fit_clusters(
         base = load_noise_model(model)
         fitted, owners = fit_and_assign(base, descriptions, clusters, seed=seed, separate=separate)
     except (ValueError, FileNotFoundError, OSError) as err:
-        _err(str(err))
+        echo_error(str(err))
         raise typer.Exit(2) from err
-    NoiseModel(base.generator, base.surrogate, surrogate_spec=base.surrogate_spec, metadata=base.metadata,
-               clusters=fitted).save_pretrained(output)
+    base.with_clusters(fitted).save_pretrained(output)
     sizes = owners.bincount(minlength=fitted.k).tolist()
     typer.echo(f"{fitted.k} clusters fitted on {len(descriptions)} descriptions (sizes {sizes}); "
                f"noise model with clusters saved to {output}")
@@ -137,7 +175,7 @@ def fit_clusters(
 
 def _read_descriptions(path: Path) -> list[str]:
     """Descriptions from a captions CSV/JSONL ('caption' column) or a plain text file (one per line)."""
-    from .data import read_rows
+    from t2ue.io.tables import read_rows
 
     if path.suffix.lower() in (".csv", ".jsonl"):
         rows = read_rows(path)
@@ -189,31 +227,31 @@ def protect(
 
     import torch
 
-    from .api import load_noise_model, noise_from_text, protect_file_with_noise
-    from .images import ImageError, psnr, read_description
-    from .photos import MANIFEST, Captions, EarlierCopies, find_photos, plan_copies, record_copy, refuse_earlier_copies
+    from t2ue.api import load_noise_model, noise_from_text, protect_file_with_noise
+    from t2ue.io.images import ImageError, psnr, read_description
+    from t2ue.photos import MANIFEST, Captions, EarlierCopies, find_photos, plan_copies, record_copy, refuse_earlier_copies
 
     if captions is not None and (text is not None or metadata_captions):
-        _err("give --captions alone: the file holds every photo's description")
+        echo_error("give --captions alone: the file holds every photo's description")
         raise typer.Exit(2)
     if text is None and captions is None and not metadata_captions:
-        _err("give the descriptions: --text, --captions or --metadata-captions")
+        echo_error("give the descriptions: --text, --captions or --metadata-captions")
         raise typer.Exit(2)
     if text is not None and not text.strip():
-        _err("--text is empty: the noise is made from the description, so give one")
+        echo_error("--text is empty: the noise is made from the description, so give one")
         raise typer.Exit(2)
     if separate != "none" and mode != "cluster":
-        _err("--separate goes with --mode cluster")
+        echo_error("--separate goes with --mode cluster")
         raise typer.Exit(2)
     listed = None
     if captions is not None:
         try:
             listed = Captions(captions)
         except (ValueError, OSError) as err:
-            _err(str(err))
+            echo_error(str(err))
             raise typer.Exit(2) from err
     if not photos and listed is None:
-        _err("give the photos to protect")
+        echo_error("give the photos to protect")
         raise typer.Exit(2)
     earlier = EarlierCopies()  # the manifests as this run found them, read once
     if photos:
@@ -221,12 +259,12 @@ def protect(
     else:  # the photos the captions file lists
         (found, problems), left_out = refuse_earlier_copies(listed.photos(recursive), earlier), []
     for problem in problems:
-        _err(problem)
+        echo_error(problem)
     if left_out:
         typer.echo(f"left out {len(left_out)} cop{'y' if len(left_out) == 1 else 'ies'} t2ue protected earlier "
                    f"(listed in their folders' {MANIFEST}), e.g. {left_out[0]}")
     if not found:
-        _err("no photo to protect")
+        echo_error("no photo to protect")
         raise typer.Exit(1)
 
     @functools.cache  # cluster mode asks twice: to fit the clusters, then to protect
@@ -241,13 +279,13 @@ def protect(
         return embedded or text
 
     if output_dir.exists() and not output_dir.is_dir():
-        _err(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
+        echo_error(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
         raise typer.Exit(2)
     plan = plan_copies(found, output_dir, skip_existing=skip_existing, earlier=earlier)
     for target in plan.kept:
         typer.echo(f"{target}  already there, kept")
     for message in plan.refused:
-        _err(message)
+        echo_error(message)
     failures, kept = len(plan.refused), len(plan.kept)
     todo: list[tuple[Path, Path, str]] = []
     for source, target in plan.write:
@@ -255,7 +293,7 @@ def protect(
             todo.append((source, target, description(source)))
         except (LookupError, ImageError) as err:
             failures += 1
-            _err(str(err))
+            echo_error(str(err))
 
     if dry_run:
         for source, target, words in todo:
@@ -282,7 +320,7 @@ def protect(
             fitted = _cluster_noise(noise_model, texts, clusters, cluster_dir or output_dir / "clusters", seed,
                                     separate)
     except (ValueError, FileNotFoundError, OSError) as err:
-        _err(str(err))
+        echo_error(str(err))
         raise typer.Exit(2) from err
 
     def write(task: tuple[Path, Path, torch.Tensor]) -> tuple[str, bool]:
@@ -306,11 +344,11 @@ def protect(
                     try:
                         record_copy(output_dir, target, earlier)
                     except OSError as err:  # the copy stands; a later run may not know it for one
-                        _err(f"{output_dir / MANIFEST}: {target} could not be listed ({err})")
+                        echo_error(f"{output_dir / MANIFEST}: {target} could not be listed ({err})")
                     typer.echo(f'{line}  "{_shortened(words)}"' if metadata_captions else line)
                 else:
                     failures += 1
-                    _err(line)
+                    echo_error(line)
     done, failed = len(found) - failures - kept, failures + len(problems)
     summary = _counts(f"{done} protected", kept, failed, "failed")
     if failed:
@@ -364,12 +402,12 @@ def train(
                                     "(for large image sets on a GPU)."),
 ) -> None:
     """Train a text-to-noise generator against a frozen surrogate (CPU, one GPU, or `accelerate launch`)."""
-    from .budget import parse_epsilon
-    from .data import BUILTIN, load_dataset
-    from .generators import T2UEGenerator, UNetGenerator, build_generator
-    from .surrogates import load_surrogate
-    from .training import TrainConfig, train_generator
-    from .transforms import EOT_PRESETS
+    from t2ue.budget import parse_epsilon
+    from t2ue.data.sets import BUILTIN, load_dataset
+    from t2ue.models.generators import T2UEGenerator, UNetGenerator, build_generator
+    from t2ue.models.surrogates import load_surrogate
+    from t2ue.training.trainer import TrainConfig, train_generator
+    from t2ue.training.transforms import EOT_PRESETS
 
     if eot not in EOT_PRESETS:
         raise typer.BadParameter(f"{eot!r} is not one of {sorted(EOT_PRESETS)}", param_hint="--eot")
@@ -409,161 +447,12 @@ def demo(
                                            "alone (page and /noise API): no tab that accepts photos."),
 ) -> None:
     """Launch the Gradio demo (zero-contact and local tabs), fully offline."""
-    from .api import load_noise_model
-    from .demo import launch
+    from t2ue.api import load_noise_model
+    from t2ue.demo.app import launch
 
     try:
         load_noise_model(model)  # a bad --model is named here, before gradio starts
     except (ValueError, FileNotFoundError) as err:
-        _err(str(err))
+        echo_error(str(err))
         raise typer.Exit(2) from err
     launch(model=model, host=host, port=port, max_mb=max_mb, local_tab=not zero_contact_only)
-
-
-def _split_list(text: str | None, kind=str) -> list | None:
-    return None if text is None else [kind(item.strip()) for item in text.split(",") if item.strip()]
-
-
-@app.command()
-def evaluate(
-    config: Path = typer.Option(None, "--config", help="A plan JSON (see eval/configs); flags below override it."),
-    data: str = typer.Option(None, help="openclipart, fashion-mnist, a CSV/JSONL, a Karpathy JSON, an image folder or "
-                             "WebDataset tar shards."),
-    method: list[str] = typer.Option(None, "--method", help="Repeatable: none, random, t2ue, t2ue:mode=class, "
-                                     "t2ue:model=FOLDER…"),
-    victim: list[str] = typer.Option(None, "--victim", help="Repeatable: clip:victim-vit-tiny, clip:victim-rn-tiny, "
-                                     "classifier:resnet18, clip-finetune:SURROGATE."),
-    seeds: str = typer.Option(None, help="Comma-separated seeds, e.g. 0,1,2."),
-    epsilons: str = typer.Option(None, help="Comma-separated budgets, e.g. 4/255,8/255,16/255."),
-    fractions: str = typer.Option(None, help="Comma-separated protected shares, e.g. 0,0.2,0.4,0.6,0.8,1."),
-    defense: list[str] = typer.Option(None, "--defense", help="Repeatable: none, jpeg:quality=75, grayscale, blur, "
-                                      "bit-depth, median, noise-rescale, strong-aug, ueraser, pgd-at; combine with +."),
-    exploiter: list[str] = typer.Option(None, "--exploiter", help="Repeatable: same, coarse-labels (Fashion-MNIST "
-                                        "10 -> 4 groups), coarse-labels-alt (the same with dresses beside trousers), "
-                                        "coarse-labels-8 / -5 / -2 (a nested hierarchy through -alt), coarse-labels-8-easy "
-                                        "(8 groups from pairs easy to tell apart), "
-                                        "reworded-captions (Fashion-MNIST: other class names and "
-                                        "templates), title-captions (openclipart): the labels or captions the victim "
-                                        "trains on."),
-    protector: list[str] = typer.Option(None, "--protector", help="Repeatable: the view the protector protects "
-                                        "with (default same: the set's own labels and captions); the exploiter's "
-                                        "own view here is the oracle that knows how it will label."),
-    train_limit: int = typer.Option(None, help="Use a seeded sample of at most this many training pairs."),
-    test_limit: int = typer.Option(None, help="Use a seeded sample of at most this many test pairs."),
-    epochs: int = typer.Option(None, help="Override the victims' epochs."),
-    lr: float = typer.Option(None, help="Override the victims' learning rate."),
-    batch_size: int = typer.Option(None, help="Override the victims' batch size."),
-    out: Path = typer.Option(Path("eval/results/runs"), "-o", "--out", help="Folder for the run JSONs."),
-    skip_existing: bool = typer.Option(True, help="Keep runs already in --out (resume an interrupted sweep)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    noise_only: bool = typer.Option(False, help="Only make and cache the noise (in $T2UE_CACHE); train nothing."),
-    progress: bool = typer.Option(True, help="Progress bars (off for logs)."),
-    shard: str = typer.Option("0/1", help="I/N: run every N-th run from the I-th, so N processes share a plan."),
-) -> None:
-    """Train victims from scratch on clean and protected data; write one JSON per run."""
-    from .evaluation import EvalPlan, cache_noise, run_grid
-
-    if config is None and data is None:
-        _err("give --data or --config")
-        raise typer.Exit(2)
-    try:
-        plan = EvalPlan.from_file(config) if config else EvalPlan(dataset=data)
-    except (OSError, ValueError, TypeError) as error:
-        _err(f"{config}: {error}")
-        raise typer.Exit(2) from error
-    overrides = {"dataset": data, "methods": method or None, "victims": victim or None,
-                 "seeds": _split_list(seeds, int), "epsilons": _split_list(epsilons),
-                 "fractions": _split_list(fractions, float), "defenses": defense or None,
-                 "exploiters": exploiter or None, "protectors": protector or None,
-                 "train_limit": train_limit, "test_limit": test_limit}
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(plan, key, value)
-    plan.recipe = {**plan.recipe, **{k: v for k, v in {"epochs": epochs, "lr": lr, "batch_size": batch_size}.items()
-                                     if v is not None}}
-    try:
-        runs = plan.runs()
-        index, count = (int(part) for part in shard.split("/"))
-    except ValueError as error:
-        _err(str(error))
-        raise typer.Exit(2) from error
-    if noise_only:
-        typer.echo(f"{cache_noise(plan, progress)} noises cached for {len(runs)} runs")
-        return
-    typer.echo(f"{len(runs)} runs → {out}")
-    try:
-        results = run_grid(plan, out, skip_existing=skip_existing, device=device, progress=progress,
-                           shard=(index, count))
-    except ValueError as error:
-        _err(str(error))
-        raise typer.Exit(2) from error
-    except RuntimeError as error:
-        _err(str(error))
-        raise typer.Exit(1) from error
-    typer.echo(f"{len(results)} runs in {out}; build the tables with: t2ue report {out}")
-
-
-@app.command()
-def report(
-    results: Path = typer.Argument(..., help="A folder of run JSONs written by t2ue evaluate."),
-    out: Path = typer.Option(None, "-o", "--out", help="Where to write results.csv, tables.md and plots "
-                             "(default: RESULTS/report)."),
-    plots: bool = typer.Option(True, help="Draw the plots (needs matplotlib)."),
-) -> None:
-    """Build the CSV, the markdown tables and the plots from a folder of run JSONs."""
-    from .report import RecipeMismatch, write_report
-
-    try:
-        written = write_report(results, out or results / "report", plots=plots)
-    except (FileNotFoundError, RecipeMismatch) as error:
-        _err(str(error))
-        raise typer.Exit(1) from error
-    except ImportError as error:
-        _err(f"plots need matplotlib (pip install 't2ue[eval]'), or pass --no-plots: {error}")
-        raise typer.Exit(1) from error
-    for name, path in written.items():
-        typer.echo(f"{name}: {path}")
-
-
-@app.command()
-def verify(
-    model: str = typer.Argument("default", help=MODEL_HELP),
-    data: str = typer.Option("openclipart", help="Your kind of data: a built-in set, CSV/JSONL, Karpathy JSON, "
-                             "image folder or tar shards."),
-    pairs: int = typer.Option(1000, help="Training pairs for the small victims."),
-    test_pairs: int = typer.Option(500),
-    epochs: int = typer.Option(10),
-    mode: str = typer.Option("sample", help="sample or class."),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto"),
-    json_out: Path = typer.Option(None, "--json", help="Also write the summary and both runs here."),
-) -> None:
-    """A few minutes on a CPU: how much a model trained on data protected by NOISE_MODEL still learns."""
-    from .evaluation import verify as run_verify
-
-    try:
-        summary = run_verify(model, data, pairs=pairs, test_pairs=test_pairs, epochs=epochs, seed=seed, mode=mode,
-                             device=device)
-    except (FileNotFoundError, ValueError) as error:
-        _err(str(error))
-        raise typer.Exit(1) from error
-    metric = summary["metric"]
-    typer.echo(f"data: {data} ({summary['train_pairs']} training pairs, {summary['test_images']} clean test images)")
-    typer.echo(f"{metric}: clean {summary['clean']:.3f}, protected {summary['protected']:.3f}, "
-               f"random guess {summary['random']:.3f} → protected/clean {summary['ratio']:.2f}")
-    typer.echo(f"image quality of protected images: PSNR {summary['psnr']:.1f} dB, SSIM {summary['ssim']:.3f}")
-    loss = summary["train_loss"]
-    easier = 1 - loss["protected"] / loss["clean"]
-    typer.echo(f"training loss, last epoch: clean {loss['clean']:.3f}, protected {loss['protected']:.3f} "
-               f"(chance {summary['chance_loss']:.3f}, floor set by repeated captions {summary['loss_floor']:.3f}) "
-               f"→ protected pairs {easier:.0%} easier to fit"
-               + (": this victim took no shortcut from the noise" if easier < 0.05 and summary["undertrained"] else ""))
-    typer.echo(f"verdict: {summary['verdict']}")
-    if summary["undertrained"]:
-        typer.echo(f"caution: after {epochs} epoch{'s' if epochs != 1 else ''} the clean victim has gone only "
-                   f"{summary['clean_fitted']:.0%} of the way from chance to the floor; the verdict may change "
-                   "with more --epochs (eval/REPORT.md: on openclipart a drop at 10 epochs vanished at 50)")
-    if json_out:
-        from .evaluation import write_json
-
-        write_json(json_out, summary)

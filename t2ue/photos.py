@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .data import IMAGE_SUFFIXES, read_rows
+from t2ue.io.images import IMAGE_SUFFIXES
+from t2ue.io.tables import read_rows
 
 MANIFEST = ".t2ue-protected"  # in an output folder: the copies protect wrote there, one relative path a line
 

@@ -10,8 +10,9 @@ import open_clip
 import pytest
 import torch
 
-from t2ue.data import ImageTextSet
-from t2ue.surrogates import resolve_text_tower, save_open_clip_folder
+from t2ue.data.sets import ImageTextSet
+from t2ue.models.surrogates import save_open_clip_folder
+from t2ue.models.text_encoders import resolve_text_tower
 
 TINY_VISION = {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8}
 
@@ -99,13 +100,14 @@ def tiny_pairs():
 @pytest.fixture(scope="session")
 def tiny_noise_model_dir(minilm_surrogate_dir, tmp_path_factory):
     """An untrained but complete noise model folder (t2ue-gan, 16 px) with its surrogate inside."""
-    from t2ue.generators import T2UEGenerator
-    from t2ue.noise_model import NoiseModel
-    from t2ue.surrogates import load_surrogate
+    from t2ue.models.generators import T2UEGenerator
+    from t2ue.models.noise_model import NoiseModel
+    from t2ue.models.surrogates import load_surrogate
+    from t2ue.models.text_encoders import SurrogateTextEncoder
 
     surrogate = load_surrogate(minilm_surrogate_dir)
     torch.manual_seed(0)
-    model = NoiseModel(T2UEGenerator(text_dim=surrogate.embed_dim, resolution=16).eval(), surrogate)
+    model = NoiseModel(T2UEGenerator(text_dim=surrogate.embed_dim, resolution=16).eval(), SurrogateTextEncoder(surrogate))
     return model.save_pretrained(tmp_path_factory.mktemp("noise-model"))
 
 

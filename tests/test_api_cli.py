@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,10 +8,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import t2ue
+import t2ue.io.images
 from t2ue.cli import app
 from t2ue.photos import MANIFEST
 
 runner = CliRunner()
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _copies(folder):
@@ -62,7 +66,7 @@ def test_cli_noise_writes_npy_and_png(tiny_noise_model_dir, tmp_path):
     result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.png"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 0 and Image.open(tmp_path / "n.png").size == (224, 224)
     result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.webp"), "--model", str(tiny_noise_model_dir)])
-    assert result.exit_code == 0 and t2ue.images.load_image(tmp_path / "n.webp").info["lossless"] is True
+    assert result.exit_code == 0 and t2ue.io.images.load_image(tmp_path / "n.webp").info["lossless"] is True
     result = runner.invoke(app, ["noise", "a cat", "-o", str(tmp_path / "n.txt"), "--model", str(tiny_noise_model_dir)])
     assert result.exit_code == 2 and ".npy" in result.output and not (tmp_path / "n.txt").exists()
 
@@ -387,9 +391,9 @@ def test_cli_train_and_resume(minilm_surrogate_dir, tiny_pairs, tmp_path):
 
 
 def test_bundled_default_model_is_small_and_in_budget():
-    from t2ue.api import DEFAULT_MODEL_DIR
+    from t2ue.models.registry import ASSETS
 
-    weights = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*.safetensors"))
+    weights = sum(p.stat().st_size for p in (ASSETS / "default").rglob("*.safetensors"))
     assert weights <= 25e6
     noise = t2ue.noise_from_text(["a selfie of me at the beach", "a red car on a road"], size=224)
     assert noise.shape == (2, 3, 224, 224) and noise.abs().max() <= 8 / 255 + 1e-7
@@ -447,7 +451,7 @@ def test_protect_file_keeps_every_frame_exactly(tiny_noise_model_dir, tmp_path, 
 def test_protect_file_webp_and_mpo_stay_what_they_were(tiny_noise_model_dir, tmp_path):
     from PIL import JpegImagePlugin
 
-    photo = Image.open(t2ue.api.DEFAULT_MODEL_DIR.parents[1].parent / "demos" / "samples" / "astronaut.png")
+    photo = Image.open(ROOT / "demos" / "samples" / "astronaut.png")
     photo = photo.convert("RGB").resize((96, 96))
     photo.save(tmp_path / "lossless.webp", lossless=True)
     photo.save(tmp_path / "lossy.webp", quality=80)
@@ -455,8 +459,8 @@ def test_protect_file_webp_and_mpo_stay_what_they_were(tiny_noise_model_dir, tmp
     out = tmp_path / "out"
     for name in ("lossless.webp", "lossy.webp", "camera.mpo"):
         t2ue.api.protect_file(tmp_path / name, out / name, "an astronaut", model=tiny_noise_model_dir)
-    assert t2ue.images.load_image(out / "lossless.webp").info["lossless"] is True
-    assert t2ue.images.load_image(out / "lossy.webp").info["lossless"] is False  # not inflated to lossless
+    assert t2ue.io.images.load_image(out / "lossless.webp").info["lossless"] is True
+    assert t2ue.io.images.load_image(out / "lossy.webp").info["lossless"] is False  # not inflated to lossless
     expected = np.asarray(t2ue.protect(photo, "an astronaut", model=tiny_noise_model_dir))
     assert np.array_equal(np.asarray(Image.open(out / "lossless.webp").convert("RGB")), expected)
     with Image.open(out / "camera.mpo") as mpo:
@@ -611,7 +615,7 @@ def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
     HEIC refused."""
     import pillow_heif
 
-    photo = Image.open(t2ue.api.DEFAULT_MODEL_DIR.parents[1].parent / "demos" / "samples" / "astronaut.png")
+    photo = Image.open(ROOT / "demos" / "samples" / "astronaut.png")
     photo = photo.convert("RGB").resize((64, 64))
     exif = Image.Exif()
     exif[0x010F] = "Apple"
@@ -630,7 +634,7 @@ def test_protect_file_heic_from_a_phone(tiny_noise_model_dir, tmp_path):
         assert (change * intended).sum() / (intended * intended).sum() > 0.7  # the noise is on it, HEVC or not
     deep = np.random.default_rng(0).integers(0, 1023, (16, 16, 3)).astype(np.uint16) * 64
     pillow_heif.from_bytes(mode="RGB;16", size=(16, 16), data=deep.tobytes()).save(tmp_path / "hdr.heic")
-    with pytest.raises(t2ue.images.ImageError, match="hdr.heic: 10 bits per channel"):
+    with pytest.raises(t2ue.io.images.ImageError, match="hdr.heic: 10 bits per channel"):
         t2ue.api.protect_file(tmp_path / "hdr.heic", tmp_path / "out" / "hdr.heic", "x", model=tiny_noise_model_dir)
 
 
@@ -651,8 +655,18 @@ def test_protect_file_keeps_the_colour_profile(tiny_noise_model_dir, tmp_path, n
         assert copy.info.get("icc_profile") == profile
 
 
-def test_cli_help_names_every_bundled_model():
-    from t2ue.api import BUNDLED_MODELS
-    from t2ue.cli import MODEL_NAMES
+def test_models_lists_the_installed_folders(tmp_path, monkeypatch, tiny_noise_model_dir):
+    import shutil
 
-    assert all(f"{name}" in MODEL_NAMES for name in BUNDLED_MODELS)
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == ["default", "robust"] and all("bundled" in line for line in lines)
+    assert "Fashion-MNIST" in result.output  # the model cards' first paragraph
+    shutil.copytree(tiny_noise_model_dir, tmp_path / "zoo" / "mine")
+    monkeypatch.setenv("T2UE_MODELS_PATH", str(tmp_path / "zoo"))
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0 and result.output.splitlines()[-1].startswith("mine")
+    assert t2ue.noise_from_text("a cat", model="mine", size=16).shape == (1, 3, 16, 16)
+    missing = CliRunner().invoke(app, ["noise", "a cat", "--model", "nosuch", "-o", str(tmp_path / "n.npy")])
+    assert missing.exit_code == 2 and "no such noise model" in missing.output and "default, robust" in missing.output

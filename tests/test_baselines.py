@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from t2ue.baselines import cuda_filters, error_minimising
-from t2ue.data import load_dataset
-from t2ue.evaluation import protect_split
-from t2ue.methods import parse_method, to_levels
+from t2ue.data.sets import load_dataset
+from t2ue_eval.baselines import cuda_filters, error_minimising
+from t2ue_eval.protection import to_levels
+from t2ue_eval.registry import parse_method
+from t2ue_eval.runner import protect_split
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from t2ue.budget import parse_epsilon, project_linf
-from t2ue.images import ImageError, ResizedNoise, apply_noise, load_image, psnr, save_image
+from t2ue.io.images import ImageError, ResizedNoise, apply_noise, load_image, psnr, save_image
 
 EPS = 8 / 255
 
@@ -167,7 +167,7 @@ def test_psnr_and_ssim_in_bands_equal_the_whole_image_measures(monkeypatch, shap
     the whole-image values: the float formula and scikit-image's SSIM on all pixels at once."""
     from skimage.metrics import structural_similarity
 
-    from t2ue import images
+    from t2ue.io import images
 
     monkeypatch.setattr(images, "_BAND_PIXELS", 1 << 12)
     rng = np.random.default_rng(sum(shape))

@@ -8,8 +8,9 @@ from typer.testing import CliRunner
 from t2ue import noise_from_text
 from t2ue.api import load_noise_model
 from t2ue.cli import app
-from t2ue.clusters import ClusterNoise, cluster_noise_for, fit_cluster_noise, separate_patterns
-from t2ue.noise_model import NoiseModel
+from t2ue.models.cluster_fitting import cluster_noise_for, fit_cluster_noise
+from t2ue.models.clusters import ClusterNoise, separate_patterns
+from t2ue.models.noise_model import NoiseModel
 
 TEXTS = ["a ginger cat asleep on a sofa", "a tabby cat on a windowsill", "a black cat in the garden",
          "a rocket on the launch pad", "a rocket lifting off into the sky", "the space shuttle on its pad",
@@ -30,8 +31,8 @@ def test_cluster_assignment_is_stable_and_reloads(tiny_noise_model_dir, tmp_path
     model = load_noise_model(tiny_noise_model_dir)
     first = fit_cluster_noise(model, TEXTS, 3, seed=0)
     second = fit_cluster_noise(model, list(reversed(TEXTS)), 3, seed=0)
-    owners = first.assign(model.surrogate.encode_text(TEXTS))
-    again = second.assign(model.surrogate.encode_text(TEXTS))
+    owners = first.assign(model.text_encoder.encode(TEXTS))
+    again = second.assign(model.text_encoder.encode(TEXTS))
     same_partition = (owners[:, None] == owners[None, :]) == (again[:, None] == again[None, :])
     assert bool(same_partition.all())
     first.save_pretrained(tmp_path / "clusters")
@@ -51,7 +52,7 @@ def test_uc_maker_fits_reference_images(tiny_noise_model_dir, tiny_pairs):
     fitted = fit_cluster_noise(model, tiny_pairs.captions, 2, maker="uc", reference_images=images,
                                reference_texts=tiny_pairs.captions, steps=30, lr=0.1)
     assert fitted.patterns.abs().max() <= model.epsilon + 1e-7
-    owners = fitted.assign(model.surrogate.encode_text(tiny_pairs.captions))
+    owners = fitted.assign(model.text_encoder.encode(tiny_pairs.captions))
     targets = fitted.centres.roll(-1, dims=0)[owners]
     with torch.no_grad():
         before = (model.surrogate.encode_image(images) * targets).sum(1).mean()
@@ -125,8 +126,8 @@ def test_clusters_save_and_load_with_the_noise_model(tiny_noise_model_dir, tmp_p
 def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
     from PIL import Image
 
-    from t2ue.data import ImageTextSet
-    from t2ue.methods import parse_method
+    from t2ue.data.sets import ImageTextSet
+    from t2ue_eval.registry import parse_method
 
     images = np.stack([np.asarray(Image.fromarray(im).resize((16, 16))) for im in tiny_pairs.images])
     data = ImageTextSet(images, tiny_pairs.captions)
@@ -152,8 +153,8 @@ def test_cluster_methods_in_the_evaluator(tiny_noise_model_dir, tiny_pairs):
 def test_separated_patterns_keep_only_their_differences(tiny_noise_model_dir, tiny_pairs):
     from PIL import Image
 
-    from t2ue.data import ImageTextSet
-    from t2ue.methods import parse_method
+    from t2ue.data.sets import ImageTextSet
+    from t2ue_eval.registry import parse_method
 
     eps = 8 / 255
     shared = torch.linspace(-eps, eps, 3 * 8 * 8).reshape(1, 3, 8, 8)
@@ -223,8 +224,8 @@ def test_users_fit_separated_clusters_and_keep_them(tiny_noise_model_dir, tmp_pa
 
 
 def test_exploiter_views_change_labels_not_pixels():
-    from t2ue.data import FASHION_MNIST_CLASSES, ImageTextSet
-    from t2ue.views import REWORDED_FASHION_CLASSES, exploiter_view
+    from t2ue.data.sets import FASHION_MNIST_CLASSES, ImageTextSet
+    from t2ue_eval.views import REWORDED_FASHION_CLASSES, exploiter_view
 
     images = np.zeros((10, 4, 4, 3), np.uint8)
     data = ImageTextSet(images, [f"a photo of a {c}" for c in FASHION_MNIST_CLASSES], np.arange(10),
@@ -255,7 +256,7 @@ def test_exploiter_views_change_labels_not_pixels():
 
 
 def test_damaged_clusters_folder_is_named(tmp_path):
-    from t2ue.clusters import CLUSTER_CONFIG, ClusterNoise
+    from t2ue.models.clusters import CLUSTER_CONFIG, ClusterNoise
 
     (tmp_path / CLUSTER_CONFIG).write_text('{"k": 3,')
     with pytest.raises(ValueError, match=f"{tmp_path}: not a readable clusters folder"):

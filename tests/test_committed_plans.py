@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from t2ue.evaluation import EvalPlan
+from t2ue_eval.runner import EvalPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 

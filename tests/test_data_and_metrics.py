@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from t2ue.data import load_pairs_file, openclipart_caption, role_split, svg_metadata
-from t2ue.losses import clip_loss
-from t2ue.metrics import confusion, contrastive_loss_floor, grouped_accuracy, retrieval_metrics
+from t2ue.data.sets import load_pairs_file, openclipart_caption, role_split, svg_metadata
+from t2ue.training.losses import clip_loss
+from t2ue_eval.metrics import confusion, contrastive_loss_floor, grouped_accuracy, retrieval_metrics
 
 SVG = """<?xml version="1.0"?>
 <svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/"

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from t2ue import transforms as T
-from t2ue.defenses import DEFENSES, parse_defense
-from t2ue.evaluation import EvalPlan, RunConfig, run_one
-from t2ue.report import load_results, tables, write_report
-from t2ue.training import TrainConfig, train_generator
-from t2ue.victims import Classifier, VictimRecipe, classifier_losses
+from t2ue.training import transforms as T
+from t2ue.training.trainer import TrainConfig, train_generator
+from t2ue_eval.defenses import DEFENSES, parse_defense
+from t2ue_eval.report import load_results, tables, write_report
+from t2ue_eval.runner import EvalPlan, RunConfig, run_one
+from t2ue_eval.victims import Classifier, VictimRecipe, classifier_losses
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +140,8 @@ def test_committed_run_ids_are_unchanged():
 
 
 def test_robust_training_draws_transformations_by_step(minilm_surrogate_dir, tiny_pairs, tmp_path):
-    from t2ue.generators import T2UEGenerator
-    from t2ue.surrogates import load_surrogate
+    from t2ue.models.generators import T2UEGenerator
+    from t2ue.models.surrogates import load_surrogate
 
     x = torch.rand(2, 3, 32, 32)
     first = T.random_transformation(x, torch.Generator().manual_seed(5))
@@ -157,7 +157,7 @@ def test_robust_training_draws_transformations_by_step(minilm_surrogate_dir, tin
 
 def test_bundled_robust_model_loads_by_name():
     from t2ue import noise_from_text
-    from t2ue.api import BUNDLED_MODELS, load_noise_model
+    from t2ue.api import load_noise_model
 
     robust = load_noise_model("robust")
     assert robust.metadata["training"]["robust"] is True
@@ -165,25 +165,35 @@ def test_bundled_robust_model_loads_by_name():
     a = noise_from_text("a red bicycle leaning on a wall", model="robust", size=32)
     b = noise_from_text("a red bicycle leaning on a wall", model="default", size=32)
     assert a.abs().max() <= 8 / 255 + 1e-6 and not torch.allclose(a, b)
-    strong = load_noise_model("robust-strong")
+
+
+def test_research_variants_resolve_by_name_in_the_evaluator():
+    from t2ue import noise_from_text
+    from t2ue.api import load_noise_model
+    from t2ue_eval.methods import resolve_model
+
+    def load(name):
+        return load_noise_model(resolve_model(name))
+
+    strong = load("robust-strong")
     assert strong.metadata["training"]["robust"] is True and strong.metadata["training"]["eot"] == "strong"
-    assert load_noise_model("robust-augment").metadata["training"]["eot"] == "augment"
-    assert load_noise_model("robust-ueraser").metadata["training"]["eot"] == "ueraser"
-    assert load_noise_model("robust-shuffle").metadata["training"]["eot"] == "shuffle"
-    assert load_noise_model("robust-depth").metadata["training"]["eot"] == "depth"
-    hardened = load_noise_model("robust-ueraser-surrogate")  # its own surrogate, trained under UEraser, with it
-    assert hardened.metadata["training"]["eot"] == "ueraser" and hardened.surrogate_spec is None
-    assert "ueraser augmentation" in (BUNDLED_MODELS["robust-ueraser-surrogate"] / "surrogate" / "README.md").read_text()
-    luma = load_noise_model("robust-luma")
+    assert load("robust-augment").metadata["training"]["eot"] == "augment"
+    assert load("robust-ueraser").metadata["training"]["eot"] == "ueraser"
+    assert load("robust-shuffle").metadata["training"]["eot"] == "shuffle"
+    assert load("robust-depth").metadata["training"]["eot"] == "depth"
+    hardened = load("robust-ueraser-surrogate")  # its own surrogate, trained under UEraser, with it
+    assert hardened.metadata["training"]["eot"] == "ueraser" and hardened.text_encoder_spec is None
+    assert "ueraser augmentation" in (resolve_model("robust-ueraser-surrogate") / "surrogate" / "README.md").read_text()
+    luma = load("robust-luma")
     assert luma.metadata["training"]["robust"] is True and luma.generator.config["luma"] is True
-    grey = noise_from_text("a red bicycle leaning on a wall", model="robust-luma", size=32)
+    grey = noise_from_text("a red bicycle leaning on a wall", model=resolve_model("robust-luma"), size=32)
     assert grey.abs().max() <= 8 / 255 + 1e-6 and torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 0], grey[:, 2])
 
 
 def test_luma_generator_noise_passes_grayscale_and_round_trips(minilm_surrogate_dir, tiny_pairs, tmp_path):
-    from t2ue.generators import T2UEGenerator
-    from t2ue.noise_model import NoiseModel
-    from t2ue.surrogates import load_surrogate
+    from t2ue.models.generators import T2UEGenerator
+    from t2ue.models.noise_model import NoiseModel
+    from t2ue.models.surrogates import load_surrogate
 
     surrogate = load_surrogate(minilm_surrogate_dir)
     torch.manual_seed(0)  # the generator's initial weights come from the global generator, whatever ran before
@@ -290,8 +300,8 @@ def test_depth_eot_quantises_as_the_defense_does_with_a_straight_through_gradien
 def test_ueraser_eot_is_the_defenses_own_augmentation_worst_of_two(minilm_surrogate_dir, tiny_pairs, tmp_path):
     """"ueraser" draws exactly what the UEraser defense trains on, two copies per step, and a generator
     trains under it (the per-pair worst copy is what it minimises)."""
-    from t2ue.generators import T2UEGenerator
-    from t2ue.surrogates import load_surrogate
+    from t2ue.models.generators import T2UEGenerator
+    from t2ue.models.surrogates import load_surrogate
 
     preset = T.EOT_PRESETS["ueraser"]
     assert preset.copies == 2 and preset.kinds == ("ueraser",)
@@ -317,8 +327,8 @@ def test_strong_eot_is_recorded_and_refused_without_robust(minilm_surrogate_dir,
     from typer.testing import CliRunner
 
     from t2ue.cli import app
-    from t2ue.generators import T2UEGenerator
-    from t2ue.surrogates import load_surrogate
+    from t2ue.models.generators import T2UEGenerator
+    from t2ue.models.surrogates import load_surrogate
 
     surrogate = load_surrogate(minilm_surrogate_dir)
     generator = T2UEGenerator(text_dim=surrogate.embed_dim, resolution=32)
@@ -334,7 +344,7 @@ def test_strong_eot_is_recorded_and_refused_without_robust(minilm_surrogate_dir,
 
 
 def test_defense_columns_follow_the_registry_and_strength():
-    from t2ue.report import defense_order
+    from t2ue_eval.report import defense_order
 
     found = ["median", "jpeg:quality=75", "grayscale+strong-aug", "none", "pgd-at:steps=2", "jpeg:quality=10", "grayscale"]
     assert sorted(found, key=defense_order) == ["none", "jpeg:quality=10", "jpeg:quality=75", "grayscale",
@@ -342,7 +352,7 @@ def test_defense_columns_follow_the_registry_and_strength():
 
 
 def test_defense_plot_labels_keep_settings_apart():
-    from t2ue.report import defense_label
+    from t2ue_eval.report import defense_label
 
     specs = ["none", "ueraser:copies=1", "ueraser:copies=2", "jpeg:quality=10", "grayscale+strong-aug",
              "pgd-at:steps=2,alpha=5/255"]

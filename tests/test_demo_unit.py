@@ -12,7 +12,7 @@ gr = pytest.importorskip("gradio")
 
 
 def test_demo_sets_privacy_environment_itself():
-    import t2ue.demo  # noqa: F401
+    import t2ue.demo.app  # noqa: F401
 
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
     assert os.environ["HF_HUB_OFFLINE"] == "1"
@@ -29,7 +29,7 @@ def _assert_payload_is_noise(payload: dict, text: str, model) -> None:
 
 
 def test_noise_payload_decodes_to_the_noise(tiny_noise_model_dir):
-    from t2ue.demo import MAX_TEXTS_PER_CALL, noise_payload, noise_payloads
+    from t2ue.demo.app import MAX_TEXTS_PER_CALL, noise_payload, noise_payloads
 
     payload = json.loads(noise_payload("a cat on a sofa", model=tiny_noise_model_dir))
     _assert_payload_is_noise(payload, "a cat on a sofa", tiny_noise_model_dir)
@@ -41,7 +41,7 @@ def test_noise_payload_decodes_to_the_noise(tiny_noise_model_dir):
 
 
 def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path):
-    from t2ue.demo import protect_uploads
+    from t2ue.demo.app import protect_uploads
 
     paths = []
     for name, size in (("a.png", (30, 20)), ("b.jpg", (16, 16)), ("big.png", (400, 400))):
@@ -66,7 +66,7 @@ def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path)
 def test_local_tab_fills_in_the_photos_own_descriptions(tmp_path, described_photo):
     """An empty descriptions box gets one line per uploaded photo from its metadata when every photo has
     one; words already typed, or a photo without a description, leave the box as it is."""
-    from t2ue.demo import embedded_descriptions
+    from t2ue.demo.app import embedded_descriptions
 
     a = str(described_photo(tmp_path / "a.jpg", "xmp", "a dog on the beach"))
     b = str(described_photo(tmp_path / "b.png", "png-text", "my garden in spring"))
@@ -81,8 +81,8 @@ def test_local_tab_fills_in_the_photos_own_descriptions(tmp_path, described_phot
 def test_local_tab_previews_a_large_photo_and_its_exact_noise(tiny_noise_model_dir, tmp_path):
     """A photo wider than the preview side is shown reduced, and the amplified noise is the protected copy
     minus the original at the sampled pixels, not an average that would smooth the noise away."""
-    from t2ue.demo import PREVIEW_SIDE, protect_uploads
-    from t2ue.images import noise_levels
+    from t2ue.demo.app import PREVIEW_SIDE, protect_uploads
+    from t2ue.io.images import noise_levels
 
     width = 2 * PREVIEW_SIDE + 5  # shown at every third pixel: 1 367 x 7
     photo = tmp_path / "wide.png"
@@ -102,7 +102,7 @@ def test_local_tab_outputs_do_not_pile_up(tiny_noise_model_dir, tmp_path):
     import os
     from pathlib import Path
 
-    from t2ue.demo import RETENTION_S, build_app, protect_uploads, sweep
+    from t2ue.demo.app import RETENTION_S, build_app, protect_uploads, sweep
 
     photo = tmp_path / "p.png"
     Image.new("RGB", (12, 12), (20, 40, 60)).save(photo)
@@ -124,7 +124,7 @@ def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
     serves no endpoint that takes photos."""
     from gradio_client import Client
 
-    from t2ue.demo import build_app
+    from t2ue.demo.app import build_app
 
     for local_tab, endpoints in ((False, {"/noise", "/noises"}), (True, {"/noise", "/noises", "/protect"})):
         app = build_app(tiny_noise_model_dir, local_tab=local_tab)

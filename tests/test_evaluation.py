@@ -7,13 +7,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from t2ue.cli import app
-from t2ue.data import ImageTextSet, load_dataset, load_image_folder, load_karpathy, part_indices
-from t2ue.evaluation import EvalPlan, RunConfig, load_split, method_noise, protect_split, run_one
-from t2ue.images import add_noise_uint8
-from t2ue.methods import METHODS, hidden_pictures, parse_method, to_levels
-from t2ue.metrics import headline
-from t2ue.report import RecipeMismatch, Table, load_results, tables, write_report
-from t2ue.victims import VictimRecipe
+from t2ue.data.sets import ImageTextSet, load_dataset, load_image_folder, load_karpathy, part_indices
+from t2ue.io.images import add_noise_uint8
+from t2ue_eval.methods import hidden_pictures
+from t2ue_eval.metrics import headline
+from t2ue_eval.protection import to_levels
+from t2ue_eval.registry import METHODS, parse_method
+from t2ue_eval.report import RecipeMismatch, Table, load_results, tables, write_report
+from t2ue_eval.runner import EvalPlan, RunConfig, load_split, method_noise, protect_split, run_one
+from t2ue_eval.victims import VictimRecipe
 
 
 @pytest.fixture
@@ -286,7 +288,7 @@ def test_runs_write_json_skip_existing_and_report(photo_folder, tmp_path, cache)
 def test_finetune_runs_record_the_pretrained_starting_point(photo_folder, open_clip_dir, tmp_path, cache):
     """A fine-tuned victim's run keeps what the pretrained model scored before training, and the report
     shows it as a row; a victim trained from scratch has no such row."""
-    from t2ue.victims import build_victim, evaluate_victim
+    from t2ue_eval.victims import build_victim, evaluate_victim
 
     recipe = VictimRecipe.for_kind("clip-finetune", arch=str(open_clip_dir), epochs=2, batch_size=8, lr=1e-3,
                                    warmup_steps=1)

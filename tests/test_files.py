@@ -1,11 +1,11 @@
-"""Atomic writing (t2ue.files): whole files or none, and writers that do not trip over each other."""
+"""Atomic writing (t2ue.io.files): whole files or none, and writers that do not trip over each other."""
 
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from t2ue.files import atomic_path, atomic_write, savez, write_text
+from t2ue.io.files import atomic_path, atomic_write, savez, write_text
 
 
 def test_concurrent_writers_of_one_cache_all_finish_with_a_whole_file(tmp_path):

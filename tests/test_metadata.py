@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from t2ue.images import ImageError, read_description
+from t2ue.io.images import ImageError, read_description
 
 
 @pytest.mark.parametrize("name, kind", [("lr.jpg", "xmp"), ("agency.jpg", "iptc"), ("camera.jpg", "exif"),

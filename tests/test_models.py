@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from t2ue.generators import T2UEGenerator, UNetGenerator, load_generator
-from t2ue.noise_model import NoiseModel
-from t2ue.surrogates import load_surrogate
+from t2ue.models.generators import T2UEGenerator, UNetGenerator, load_generator
+from t2ue.models.noise_model import NoiseModel
+from t2ue.models.surrogates import load_surrogate
+from t2ue.models.text_encoders import SurrogateTextEncoder
 
 
 @pytest.mark.parametrize("fixture", ["minilm_surrogate_dir", "open_clip_dir", "hf_clip_dir"])
@@ -56,7 +57,7 @@ def test_both_backbones_round_trip_and_respect_budget(minilm_surrogate_dir, tmp_
     surrogate = load_surrogate(minilm_surrogate_dir)
     texts = ["a cat on a sofa", "a cat on a sofa", "the moon over the sea"]
     for i, generator in enumerate(_generators(surrogate)):
-        model = NoiseModel(generator.eval(), surrogate)
+        model = NoiseModel(generator.eval(), SurrogateTextEncoder(surrogate))
         noise = model.generate(texts, seed=3)
         assert noise.shape == (3, 3, 16, 16)
         assert noise.abs().max() <= 8 / 255 + 1e-7
@@ -73,7 +74,7 @@ def test_both_backbones_round_trip_and_respect_budget(minilm_surrogate_dir, tmp_
 
 def test_class_mode_shares_z_and_differs_from_sample_mode(minilm_surrogate_dir):
     surrogate = load_surrogate(minilm_surrogate_dir)
-    model = NoiseModel(T2UEGenerator(text_dim=surrogate.embed_dim, resolution=16).eval(), surrogate)
+    model = NoiseModel(T2UEGenerator(text_dim=surrogate.embed_dim, resolution=16).eval(), SurrogateTextEncoder(surrogate))
     cls = model.generate(["sneaker", "bag"], mode="class")
     assert not torch.allclose(cls[0], cls[1])
     assert torch.allclose(cls[0], model.generate(["sneaker"], mode="class")[0], atol=1e-6)  # batch-independent
@@ -96,7 +97,7 @@ def test_unet_starts_from_a_stable_diffusion_style_folder(minilm_surrogate_dir, 
     mid = "mid_block.attentions.0.transformer_blocks.0.attn1.to_q.weight"
     assert torch.equal(generator.unet.state_dict()[mid], sd.state_dict()[mid])
     assert torch.equal(generator.unet.conv_in.weight, sd.conv_in.weight[:, :3])
-    noise = NoiseModel(generator.eval(), surrogate).generate(["a dog"])
+    noise = NoiseModel(generator.eval(), SurrogateTextEncoder(surrogate)).generate(["a dog"])
     assert noise.shape == (1, 3, 16, 16) and noise.abs().max() <= 8 / 255
     generator.save_pretrained(tmp_path / "g")
     assert torch.equal(load_generator(tmp_path / "g").unet.conv_in.weight, generator.unet.conv_in.weight)

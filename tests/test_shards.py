@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from t2ue.data import load_dataset, open_image
-from t2ue.shards import expand_shards
+from t2ue.data.sets import load_dataset, open_image
+from t2ue.data.shards import expand_shards
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

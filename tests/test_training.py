@@ -2,9 +2,9 @@ from pathlib import Path
 
 import torch
 
-from t2ue.generators import T2UEGenerator, UNetGenerator, small_unet_config
-from t2ue.surrogates import load_surrogate
-from t2ue.training import TrainConfig, heldout_loss, train_generator
+from t2ue.models.generators import T2UEGenerator, UNetGenerator, small_unet_config
+from t2ue.models.surrogates import load_surrogate
+from t2ue.training.trainer import TrainConfig, heldout_loss, train_generator
 
 
 def test_training_makes_protected_pairs_easier(minilm_surrogate_dir, tiny_pairs, tmp_path):
@@ -35,7 +35,7 @@ def test_training_leaves_out_unreadable_files_before_the_first_step(minilm_surro
     import pytest
     from PIL import Image
 
-    from t2ue.data import load_dataset
+    from t2ue.data.sets import load_dataset
 
     for i in range(4):
         Image.new("RGB", (40, 40), (60 * i, 90, 200 - 40 * i)).save(tmp_path / f"ok{i}.png")
@@ -61,7 +61,7 @@ def test_accelerate_launch_trains_on_two_processes(tmp_path):
     import subprocess
     import sys
 
-    from t2ue.noise_model import NoiseModel
+    from t2ue.models.noise_model import NoiseModel
 
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     out = tmp_path / "ddp"
@@ -84,7 +84,7 @@ def test_an_image_damaged_past_its_header_is_named_when_its_batch_comes(tmp_path
     import pytest
     from PIL import Image
 
-    from t2ue.data import ImageTextSet, PairDataset
+    from t2ue.data.sets import ImageTextSet, PairDataset
 
     noisy = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(noisy).save(tmp_path / "whole.jpg", quality=95)

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from t2ue.data import ImageTextSet
-from t2ue.victims import VictimRecipe, build_victim, evaluate_victim, train_victim, victim_config
+from t2ue.data.sets import ImageTextSet
+from t2ue_eval.victims import VictimRecipe, build_victim, evaluate_victim, train_victim, victim_config
 
 
 def test_victim_learns_a_small_set(tiny_pairs):
@@ -43,7 +43,7 @@ def test_classifier_victim_learns_labels(tiny_pairs):
 
 def test_finetune_victim_updates_a_pretrained_clip(open_clip_dir, tiny_pairs):
     """clip-finetune loads a saved open_clip folder, unfreezes it and changes its weights."""
-    from t2ue.surrogates import load_surrogate
+    from t2ue.models.surrogates import load_surrogate
 
     before = {k: v.clone() for k, v in load_surrogate(open_clip_dir).state_dict().items()}
     recipe = VictimRecipe.for_kind("clip-finetune", arch=str(open_clip_dir), epochs=2, batch_size=8, lr=1e-3,

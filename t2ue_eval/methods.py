@@ -1,12 +1,6 @@
-"""Protection methods for the evaluator: a registry that turns a training set into per-image noise.
-
-A method returns :class:`Noise`: a few distinct perturbations and, for every image, which one it gets.
-Sample-wise methods have one pattern per image (or per distinct description), class-wise ones one per
-label. Noise is kept as signed integer levels (``round(delta * 255)``): for uint8 images,
-``clip(x + level)`` is exactly the quantise-after-adding rule, and the levels cache compactly.
-
-Later methods register themselves with :func:`register_method`; a spec such as
-``t2ue:mode=class,model=runs/x/model`` names a method and its parameters.
+"""The evaluator's protection methods that need no photo (and the image-based UC baseline): the clean row,
+random noise controls, T2UE noise from text, text codes and cluster-wise noise. The photo-optimised
+baselines are in :mod:`t2ue_eval.baselines`; :mod:`t2ue_eval.registry` lists them all by name.
 """
 
 from __future__ import annotations
@@ -14,98 +8,26 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import ImageTextSet
-from .transforms import grayscale
+from t2ue.data.sets import ImageTextSet
+from t2ue.models.registry import model_folder
+from t2ue.training.transforms import grayscale
+from t2ue_eval.protection import Noise, ProtectionMethod, to_levels
+
+# The research noise models (variants that did not make the zoo) live in the repository, beside their
+# results: methods find them by name there, after the installed ones
+RESEARCH_MODELS = Path(__file__).resolve().parents[1] / "eval" / "models"
 
 
-@dataclass
-class Noise:
-    """Integer noise levels (U, H, W, 3) and the pattern index (N,) of every image. Levels are int8 for
-    additive noise within a budget, int16 for image-dependent changes (CUDA's convolutions); ``log``
-    holds what the method reports about making it (rounds, device, final error…)."""
-
-    levels: np.ndarray
-    index: np.ndarray
-    seconds: float = 0.0
-    gradient_steps: int = 0
-    log: dict = field(default_factory=dict)
-
-    def apply(self, images: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
-        """A protected copy of uint8 ``images`` (N, H, W, 3); only rows in ``which`` (default all) change."""
-        which = np.arange(len(images)) if which is None else np.asarray(which, dtype=np.int64)
-        if self.levels.shape[1:] != images.shape[1:]:
-            raise ValueError(f"noise of shape {self.levels.shape[1:]} for images of shape {images.shape[1:]}")
-        out = images.copy()
-        for start in range(0, len(which), 1024):
-            rows = which[start : start + 1024]
-            work = images[rows].astype(np.int16) + self.levels[self.index[rows]]
-            out[rows] = np.clip(work, 0, 255).astype(np.uint8)
-        return out
+def resolve_model(model: str) -> Path:
+    """A noise model's folder: installed by name, a research variant by name, or a folder."""
+    return model_folder(model, extra=(RESEARCH_MODELS,))
 
 
-def to_levels(delta: np.ndarray) -> np.ndarray:
-    """Signed noise in [0, 1] units (…, H, W, 3) to int8 levels of 1/255."""
-    return np.clip(np.rint(np.asarray(delta, dtype=np.float32) * 255.0), -127, 127).astype(np.int8)
-
-
-class ProtectionMethod:
-    """One way to protect a training set. ``needs_photo``: does it have to see the pixels?"""
-
-    name: ClassVar[str]
-    needs_photo: ClassVar[bool] = False
-    cacheable: ClassVar[bool] = True
-    defaults: ClassVar[dict] = {}
-
-    def __init__(self, **params):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"method {self.name!r} takes {sorted(self.defaults) or 'no parameters'}, "
-                             f"not {sorted(unknown)}")
-        self.params = {**self.defaults, **params}
-
-    def spec(self) -> str:
-        """The canonical spec string (parameters sorted, defaults included)."""
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return f"{self.name}:{args}" if args else self.name
-
-    def fingerprint(self) -> str:
-        """What a cached noise depends on besides the data, budget and seed."""
-        return self.spec()
-
-    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        raise NotImplementedError
-
-
-METHODS: dict[str, type[ProtectionMethod]] = {}
-
-
-def register_method(cls: type[ProtectionMethod]) -> type[ProtectionMethod]:
-    """Class decorator: make a method available to the evaluator under ``cls.name``."""
-    METHODS[cls.name] = cls
-    return cls
-
-
-def parse_method(spec: str) -> ProtectionMethod:
-    """``name`` or ``name:key=value,key=value`` to a method instance."""
-    name, _, args = spec.partition(":")
-    if name not in METHODS:
-        raise ValueError(f"unknown protection method {name!r}; known: {', '.join(sorted(METHODS))}")
-    params = {}
-    for item in filter(None, args.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"method parameter {item!r} in {spec!r} is not key=value")
-        params[key.strip()] = value.strip()
-    return METHODS[name](**params)
-
-
-@register_method
 class NoProtection(ProtectionMethod):
     """The clean row: images as scraped."""
 
@@ -115,7 +37,6 @@ class NoProtection(ProtectionMethod):
         return Noise(np.zeros((1, *data.images.shape[1:]), np.int8), np.zeros(len(data), np.int64))
 
 
-@register_method
 class UniformNoise(ProtectionMethod):
     """Uniform random noise in [-eps, eps], independent per pixel unless ``patch`` says otherwise: the
     "is it just noise?" row.
@@ -180,7 +101,7 @@ class UniformNoise(ProtectionMethod):
         elif pattern == "chroma-grating":
             delta = epsilon * chroma_gratings(rng, count, height, width)
         elif pattern == "picture":
-            from .data import load_openclipart
+            from t2ue.data.sets import load_openclipart
 
             delta = epsilon * hidden_pictures(load_openclipart(height).images, rng, count, planes,
                                               stretch=stretch == "true")
@@ -248,9 +169,7 @@ def distinct_captions(data: ImageTextSet) -> tuple[list[str], np.ndarray]:
 
 def model_digest(model: str, salt: str = "") -> str:
     """A hash of a noise model folder's configs and weights (``default``, ``robust``: bundled ones)."""
-    from .api import model_folder
-
-    folder = model_folder(model)
+    folder = resolve_model(model)
     digest = hashlib.sha256(salt.encode())
     for file in sorted(folder.rglob("*")):
         if file.is_file() and file.suffix in (".json", ".safetensors"):
@@ -258,7 +177,6 @@ def model_digest(model: str, salt: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
-@register_method
 class T2UENoise(ProtectionMethod):
     """Noise from the description alone, by a noise model (``model``: default or a folder).
 
@@ -273,7 +191,7 @@ class T2UENoise(ProtectionMethod):
         return f"t2ue:{self.params['mode']}:{model_digest(self.params['model'], self.params['mode'])}"
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        from .api import noise_from_text
+        from t2ue.api import noise_from_text
 
         mode = self.params["mode"]
         if mode == "class":
@@ -288,14 +206,13 @@ class T2UENoise(ProtectionMethod):
         size = data.images.shape[1]
         levels = []
         for start in range(0, len(texts), 512):
-            noise = noise_from_text(texts[start : start + 512], size=size, model=self.params["model"], seed=seed,
+            noise = noise_from_text(texts[start : start + 512], size=size, model=resolve_model(self.params["model"]), seed=seed,
                                     mode=mode, epsilon=epsilon)
             levels.append(to_levels(noise.permute(0, 2, 3, 1).numpy()))
         return Noise(np.concatenate(levels), np.asarray(index, dtype=np.int64).reshape(-1),
                      seconds=time.perf_counter() - started)
 
 
-@register_method
 class TextCode(ProtectionMethod):
     """A control for text-made noise: the most decodable noise a description can be turned into, with no
     training and no surrogate. Each distinct description gets a SimHash of its text, laid out as +-eps
@@ -325,10 +242,10 @@ class TextCode(ProtectionMethod):
             codes = np.stack([sum((_word_vector(word, seed, bits) for word in set(re.findall(r"\w+", text.lower()))),
                                   np.zeros(bits, np.float32)) for text in texts])
         else:
-            from .api import load_noise_model
-            from .clusters import embed_texts
+            from t2ue.api import load_noise_model
+            from t2ue.models.cluster_fitting import embed_texts
 
-            embedding = embed_texts(load_noise_model(self.params["model"]), texts)
+            embedding = embed_texts(load_noise_model(resolve_model(self.params["model"])), texts)
             projection = np.random.default_rng([seed, 0x51A4]).standard_normal((embedding.shape[1], bits))
             codes = torch.nn.functional.normalize(embedding, dim=-1).numpy() @ projection.astype(np.float32)
         signs = np.where(codes >= 0, 1.0, -1.0).astype(np.float32).reshape(len(texts), *grid)
@@ -346,7 +263,7 @@ def _word_vector(word: str, seed: int, size: int) -> np.ndarray:
 def _reference_images(data: ImageTextSet, limit: int = 2000) -> tuple[torch.Tensor, list[str]]:
     """Public pictures to fit cluster perturbations on: the *provider* part of the same built-in set
     (never the protected training images)."""
-    from .data import BUILTIN, load_dataset
+    from t2ue.data.sets import BUILTIN, load_dataset
 
     if data.name not in BUILTIN:
         raise ValueError(f"maker=uc needs public reference images; only the built-in sets ({', '.join(BUILTIN)}) "
@@ -365,7 +282,6 @@ def _levels_at(patterns: torch.Tensor, size: int) -> np.ndarray:
     return to_levels(patterns.permute(0, 2, 3, 1).numpy())
 
 
-@register_method
 class T2UEClusterNoise(ProtectionMethod):
     """Label-agnostic: descriptions grouped by K-means (``clusters``), one perturbation per group, made by
     the noise model's generator from the group centre (``maker=generator``, text only) or fitted with
@@ -392,13 +308,13 @@ class T2UEClusterNoise(ProtectionMethod):
                 f"{self.params['maker']}{separate}")
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        from .api import load_noise_model
-        from .clusters import fit_and_assign
+        from t2ue.api import load_noise_model
+        from t2ue.models.cluster_fitting import fit_and_assign
 
         levels = self.params["clusters"].split("+")
         if not all(k.isdigit() for k in levels) or len(set(levels)) != len(levels):
             raise ValueError(f"clusters takes K or distinct K1+K2+…, got {self.params['clusters']!r}")
-        model = load_noise_model(self.params["model"])
+        model = load_noise_model(resolve_model(self.params["model"]))
         started = time.perf_counter()
         reference = _reference_images(data) if self.params["maker"] == "uc" else (None, None)
         patterns, owners = [], []
@@ -413,7 +329,6 @@ class T2UEClusterNoise(ProtectionMethod):
         return Noise(_levels_at(mixed, data.images.shape[1]), index.reshape(-1), seconds=time.perf_counter() - started)
 
 
-@register_method
 class UnlearnableClusters(ProtectionMethod):
     """The image-based UC baseline: K-means on the surrogate's *image* features of the training images,
     one perturbation per cluster fitted on those images with the UC objective. Needs the photos."""
@@ -426,10 +341,10 @@ class UnlearnableClusters(ProtectionMethod):
         return f"uc:{model_digest(self.params['model'])}:k{self.params['clusters']}:s{self.params['steps']}"
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
-        from .api import load_noise_model
-        from .clusters import kmeans, uc_patterns
+        from t2ue.api import load_noise_model
+        from t2ue.models.cluster_fitting import kmeans, uc_patterns
 
-        model = load_noise_model(self.params["model"])
+        model = load_noise_model(resolve_model(self.params["model"]))
         started = time.perf_counter()
         pixels = torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2).float() / 255
         with torch.inference_mode():
@@ -442,5 +357,3 @@ class UnlearnableClusters(ProtectionMethod):
         return Noise(_levels_at(patterns, data.images.shape[1]), owners, seconds=time.perf_counter() - started,
                      gradient_steps=steps * min(64, len(data)))
 
-
-from . import baselines  # noqa: E402,F401  (registers em, salm and cuda)

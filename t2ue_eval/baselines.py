@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageTextSet
-from .defenses import DefenseChain, parse_defense
-from .methods import Noise, ProtectionMethod, register_method, to_levels
-from .optim import cosine_with_warmup, update
-from .victims import Classifier, ScratchCLIP, classifier_losses, clip_losses, pick_device
+from t2ue.data.sets import ImageTextSet
+from t2ue.training.optim import cosine_with_warmup, update
+from t2ue_eval.defenses import DefenseChain, parse_defense
+from t2ue_eval.protection import Noise, ProtectionMethod, to_levels
+from t2ue_eval.victims import Classifier, ScratchCLIP, classifier_losses, clip_losses, pick_device
 
 
 def _source_model(loss: str, source: str, num_classes: int, device: torch.device):
@@ -171,7 +171,6 @@ def _salient_mask(grad: torch.Tensor, keep: float) -> torch.Tensor:
     return (saliency >= threshold).float().view(grad.shape[0], 1, *grad.shape[2:])
 
 
-@register_method
 class ErrorMinimising(ProtectionMethod):
     """Error-minimising noise (Huang et al. 2021): bilevel min-min with a fresh source model."""
 
@@ -198,7 +197,6 @@ class ErrorMinimising(ProtectionMethod):
                      gradient_steps=int(round(log["gradient_steps_per_image"] * len(data))), log=log)
 
 
-@register_method
 class SparseLocalMask(ErrorMinimising):
     """SALM: sample-wise min-min noise on each image's ``keep`` most salient pixels only."""
 
@@ -221,7 +219,6 @@ def cuda_filters(num_classes: int, key: int, blur: float = 0.3, size: int = 3) -
     return torch.from_numpy(filters / filters.sum(axis=(-1, -2), keepdims=True)).float()
 
 
-@register_method
 class ConvolutionalUnlearnable(ProtectionMethod):
     """CUDA (Sadasivan et al. 2023): each class's images convolved with its private random filters."""
 

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_path, write_text
+from t2ue.io.files import atomic_path, write_text
 
 GENERATOR_CONFIG = "generator_config.json"
 GENERATOR_WEIGHTS = "generator.safetensors"

@@ -24,14 +24,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .budget import parse_epsilon
-from .data import ImageTextSet, cache_dir, fingerprint, load_dataset
-from .defenses import parse_defense
-from .files import savez, write_text
-from .methods import Noise, ProtectionMethod, parse_method
-from .metrics import contrastive_loss_floor, headline
-from .victims import VictimRecipe, build_victim, evaluate_victim, pick_device, train_victim
-from .views import VIEWS, exploiter_view
+from t2ue.budget import parse_epsilon
+from t2ue.data.sets import ImageTextSet, cache_dir, fingerprint, load_dataset
+from t2ue.io.files import savez, write_text
+from t2ue_eval.defenses import parse_defense
+from t2ue_eval.metrics import contrastive_loss_floor, headline
+from t2ue_eval.protection import Noise, ProtectionMethod
+from t2ue_eval.registry import parse_method
+from t2ue_eval.victims import VictimRecipe, build_victim, evaluate_victim, pick_device, train_victim
+from t2ue_eval.views import VIEWS, exploiter_view
 
 RUN_FORMAT = "t2ue-eval-run/1"
 
@@ -161,7 +162,7 @@ def protect_split(data: ImageTextSet, method: ProtectionMethod, epsilon: float, 
 
 
 def _versions() -> dict:
-    from . import __version__
+    from t2ue import __version__
 
     versions = {"t2ue": __version__, "torch": torch.__version__, "python": platform.python_version()}
     try:
@@ -338,9 +339,10 @@ def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_
     took none. ``clean_fitted`` is how far the clean victim's loss went from chance
     (ln batch) towards the floor that repeated captions set (:func:`~t2ue.metrics.contrastive_loss_floor`);
     below 0.9 the victim is ``undertrained`` and the verdict may change with more epochs."""
-    from .api import load_noise_model
+    from t2ue.api import load_noise_model
+    from t2ue_eval.methods import resolve_model
 
-    bound = load_noise_model(model).epsilon
+    bound = load_noise_model(resolve_model(model)).epsilon
     levels = bound * 255
     epsilon = f"{round(levels)}/255" if abs(levels - round(levels)) < 1e-6 else repr(bound)
     recipe = VictimRecipe.for_kind("clip", epochs=epochs)

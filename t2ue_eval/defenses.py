@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import transforms as T
-from .budget import parse_epsilon
+from t2ue.budget import parse_epsilon
+from t2ue.training import transforms as T
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -61,15 +61,6 @@ class Defense:
         return x
 
 
-DEFENSES: dict[str, type[Defense]] = {}
-
-
-def register_defense(cls: type[Defense]) -> type[Defense]:
-    DEFENSES[cls.name] = cls
-    return cls
-
-
-@register_defense
 class JPEG(Defense):
     """Re-encode with the real JPEG codec (Pillow, 4:2:0) at ``quality``."""
 
@@ -86,7 +77,6 @@ class JPEG(Defense):
         return out
 
 
-@register_defense
 class Grayscale(Defense):
     """Luma only, for training and test images (the ISS "grayscale" squeeze)."""
 
@@ -97,7 +87,6 @@ class Grayscale(Defense):
         return T.grayscale(x)
 
 
-@register_defense
 class GaussianBlur(Defense):
     name = "blur"
     defaults = {"sigma": "1.0"}
@@ -107,7 +96,6 @@ class GaussianBlur(Defense):
         return T.gaussian_blur(x, float(self.params["sigma"]))
 
 
-@register_defense
 class BitDepth(Defense):
     name = "bit-depth"
     defaults = {"bits": "3"}
@@ -117,7 +105,6 @@ class BitDepth(Defense):
         return T.bit_depth(x, int(self.params["bits"]))
 
 
-@register_defense
 class Median(Defense):
     name = "median"
     defaults = {"size": "3"}
@@ -127,7 +114,6 @@ class Median(Defense):
         return T.median_filter(x, int(self.params["size"]))
 
 
-@register_defense
 class NoiseRescale(Defense):
     """Purification by adding Gaussian noise, then thumbnailing and back (drowns, then averages out)."""
 
@@ -140,7 +126,6 @@ class NoiseRescale(Defense):
         return T.rescale((x + noise).clamp(0, 1), float(self.params["scale"]))
 
 
-@register_defense
 class StrongAugmentation(Defense):
     """Random resized crop (50–100 % of the area), flip, colour jitter, on every training batch."""
 
@@ -151,7 +136,6 @@ class StrongAugmentation(Defense):
         return T.colour_jitter(T.random_resized_crop(x, generator), generator)
 
 
-@register_defense
 class UEraser(Defense):
     """UEraser-Max (Qin et al. 2023): the loss of each image is the worst over ``copies`` heavily augmented
     copies (crop and flip, plasma brightness/contrast, channel shuffle, colour jitter). ``skip`` leaves
@@ -177,7 +161,6 @@ class UEraser(Defense):
         return T.ueraser_augment(x, generator, self.skipped)
 
 
-@register_defense
 class AdversarialTraining(Defense):
     """PGD adversarial training (Madry et al.): every batch replaced by its L∞ ``epsilon`` worst case."""
 
@@ -193,6 +176,12 @@ class AdversarialTraining(Defense):
             (grad,) = torch.autograd.grad(loss, [delta])
             delta = (delta + alpha * grad.sign()).clamp(-eps, eps).detach().requires_grad_(True)
         return (x + delta.detach()).clamp(0, 1)
+
+
+# Every defense by name, in the order reports list them
+DEFENSES: dict[str, type[Defense]] = {defense.name: defense for defense in (
+    JPEG, Grayscale, GaussianBlur, BitDepth, Median, NoiseRescale, StrongAugmentation, UEraser, AdversarialTraining,
+)}
 
 
 class DefenseChain:

@@ -1,7 +1,7 @@
 """Differentiable image transformations on float batches (B, 3, H, W) in [0, 1].
 
 One place for the pixel operations that both sides of the arms race use: the exploiter's defenses
-(:mod:`t2ue.defenses`) and the provider's expectation over transformations when training a robust
+(:mod:`t2ue_eval.defenses`) and the provider's expectation over transformations when training a robust
 generator (:func:`random_transformation`). Every function keeps the batch's shape and dtype and lets
 gradients through, so the same code purifies data and sits inside a training loop.
 """

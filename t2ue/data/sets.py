@@ -7,7 +7,6 @@ Built-in sets come from Debian packages (``dataset-fashion-mnist``, ``openclipar
 from __future__ import annotations
 
 import contextlib
-import csv
 import gzip
 import hashlib
 import json
@@ -26,8 +25,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .files import savez, write_text
-from .shards import TarMember, is_shard_spec, load_shards
+from t2ue.data.shards import TarMember, expand_shards, index_shard, is_shard_spec
+from t2ue.io.files import savez, write_text
+from t2ue.io.images import IMAGE_SUFFIXES
+from t2ue.io.tables import read_rows
 
 FASHION_MNIST_DIR = Path(os.environ.get("T2UE_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 OPENCLIPART_DIR = Path("/usr/share/openclipart")
@@ -37,7 +38,6 @@ FASHION_TEMPLATES = ("a photo of a {}", "a black and white photo of a {}", "a pr
                      "a small grey picture of a {}", "a catalogue image of a {}")
 DEBIAN_PACKAGES = {"fashion-mnist": ["dataset-fashion-mnist"], "openclipart": ["openclipart-png", "openclipart-svg"]}
 BUILTIN = tuple(DEBIAN_PACKAGES)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
 
 
 @dataclass
@@ -325,24 +325,6 @@ def load_openclipart(size: int = 64, caption_style: str = "full") -> ImageTextSe
                         {"size": size, "caption_style": caption_style, "files": [m["file"] for m in metas]})
 
 
-def read_rows(path: str | os.PathLike) -> list[dict]:
-    """The records of a CSV (with a header) or JSONL file: what every captions file in t2ue is read with."""
-    path = Path(path)
-    if path.suffix.lower() != ".jsonl":
-        with path.open(newline="") as handle:
-            return list(csv.DictReader(handle))
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {number} is not JSON ({err.msg})") from err
-            if not isinstance(rows[-1], dict):
-                raise ValueError(f"{path}: line {number} is not a JSON object")
-    return rows
-
-
 def load_pairs_file(path: str | os.PathLike) -> ImageTextSet:
     """A user set: CSV (header ``image,caption[,label]``) or JSONL (``{"image", "caption", "label"?}``).
 
@@ -434,7 +416,7 @@ def part_indices(data: ImageTextSet, part: str, seed: int = 0) -> np.ndarray:
 def load_dataset(name_or_path: str, size: int = 64, *, part: str | None = None, limit: int | None = None,
                  **kwargs) -> ImageTextSet:
     """A built-in set by name, a CSV / JSONL pair file, a Karpathy JSON, an image folder, WebDataset tar
-    shards (:mod:`t2ue.shards`: ``a.tar``, ``cc3m/{00000..00331}.tar`` or a folder of shards), or several
+    shards (:mod:`t2ue.data.shards`: ``a.tar``, ``cc3m/{00000..00331}.tar`` or a folder of shards), or several
     built-in sets joined with ``+``.
 
     ``part`` selects one of :data:`ROLES` (fixed and seeded; Karpathy sets keep their published split);
@@ -477,3 +459,29 @@ def role_split(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     cuts = np.cumsum([int(round(n * f)) for f in ROLES.values()])[:-1]
     return {role: np.sort(part) for role, part in zip(ROLES, np.split(order, cuts))}
+
+
+def load_shards(spec: str) -> ImageTextSet:
+    """Every pair in the shards of ``spec`` (:func:`~t2ue.data.shards.expand_shards`) as an :class:`ImageTextSet`
+    whose images are :class:`~t2ue.data.shards.TarMember`; samples without an image or a caption are left out with one
+    warning; ``.cls`` members become labels when every sample has one."""
+    images, captions, labels, skipped = [], [], [], []
+    shards = expand_shards(spec)
+    for shard in shards:
+        i, c, lab, s = index_shard(shard)
+        images += i
+        captions += c
+        labels += lab
+        skipped += s
+    if skipped:
+        warnings.warn(f"{spec}: {len(skipped)} sample(s) left out, first {skipped[0]}", stacklevel=2)
+    if not images:
+        raise ValueError(f"{spec}: no sample with both an image and a caption")
+    name = (Path(spec).resolve().name if Path(spec).is_dir() else shards[0].stem if len(shards) == 1
+            else shards[0].parent.resolve().name)
+    meta = {"shards": len(shards), "skipped": skipped}
+    if all(label is not None for label in labels):
+        names = sorted(set(labels))
+        return ImageTextSet(images, captions, np.array([names.index(x) for x in labels], dtype=np.int64),
+                            tuple(names), name, meta)
+    return ImageTextSet(images, captions, name=name, meta=meta)

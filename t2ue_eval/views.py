@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import FASHION_TEMPLATES, ImageTextSet, load_dataset, templated_captions
+from t2ue.data.sets import FASHION_TEMPLATES, ImageTextSet, load_dataset, templated_captions
 
 COARSE_FASHION = {"top": (0, 2, 3, 4, 6), "trousers": (1,), "footwear": (5, 7, 9), "bag": (8,)}
 # The other plausible four groups: dresses with trousers (long garments) instead of with the tops. The

@@ -17,7 +17,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from .privacy import set_offline_defaults
+from t2ue.privacy import set_offline_defaults
 
 set_offline_defaults()
 
@@ -25,9 +25,9 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .api import load_noise_model, noise_from_text, protect_file  # noqa: E402
-from .budget import parse_epsilon  # noqa: E402
-from .images import ImageError, noise_levels, psnr, read_description, ssim  # noqa: E402
+from t2ue.api import load_noise_model, noise_from_text, protect_file  # noqa: E402
+from t2ue.budget import parse_epsilon  # noqa: E402
+from t2ue.io.images import ImageError, noise_levels, psnr, read_description, ssim  # noqa: E402
 
 MAX_TEXTS_PER_CALL = 256  # /noises: an album's descriptions in one request, within reason
 ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()

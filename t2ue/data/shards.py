@@ -10,11 +10,10 @@ import io
 import json
 import re
 import tarfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from t2ue.io.images import IMAGE_SUFFIXES
 
 SHARD_SUFFIXES = (".tar",)
 _BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -78,8 +77,6 @@ def is_shard_spec(spec: str) -> bool:
     folder whose files are shards."""
     if spec.endswith(SHARD_SUFFIXES) or _BRACES.search(spec):
         return True
-    from .data import IMAGE_SUFFIXES
-
     path = Path(spec)
     return path.is_dir() and any(path.glob("*.tar")) and not any(f.suffix.lower() in IMAGE_SUFFIXES
                                                                   for f in path.iterdir())
@@ -134,8 +131,6 @@ def index_shard(shard: Path) -> tuple[list[TarMember], list[str], list[str | Non
         archive = tarfile.open(shard, "r:")  # uncompressed only: members are then read by offset
     except tarfile.ReadError as error:
         raise ValueError(f"{shard}: not an uncompressed tar shard ({error}); decompress it first") from error
-    from .data import IMAGE_SUFFIXES
-
     samples: dict[str, dict] = {}
     with archive:
         for member in archive:
@@ -158,31 +153,3 @@ def index_shard(shard: Path) -> tuple[list[TarMember], list[str], list[str | Non
         cls = sample["texts"].get("cls")
         labels.append(cls.decode().strip() if cls else None)
     return images, captions, labels, skipped
-
-
-def load_shards(spec: str):
-    """Every pair in the shards of ``spec`` (:func:`expand_shards`) as an :class:`~t2ue.data.ImageTextSet`
-    whose images are :class:`TarMember`; samples without an image or a caption are left out with one
-    warning; ``.cls`` members become labels when every sample has one."""
-    from .data import ImageTextSet
-
-    images, captions, labels, skipped = [], [], [], []
-    shards = expand_shards(spec)
-    for shard in shards:
-        i, c, lab, s = index_shard(shard)
-        images += i
-        captions += c
-        labels += lab
-        skipped += s
-    if skipped:
-        warnings.warn(f"{spec}: {len(skipped)} sample(s) left out, first {skipped[0]}", stacklevel=2)
-    if not images:
-        raise ValueError(f"{spec}: no sample with both an image and a caption")
-    name = (Path(spec).resolve().name if Path(spec).is_dir() else shards[0].stem if len(shards) == 1
-            else shards[0].parent.resolve().name)
-    meta = {"shards": len(shards), "skipped": skipped}
-    if all(label is not None for label in labels):
-        names = sorted(set(labels))
-        return ImageTextSet(images, captions, np.array([names.index(x) for x in labels], dtype=np.int64),
-                            tuple(names), name, meta)
-    return ImageTextSet(images, captions, name=name, meta=meta)

@@ -1,0 +1,1 @@
+"""Noise models and their parts: generators, text encoders, surrogates, clusters, and the bundled zoo."""
