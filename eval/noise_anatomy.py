@@ -77,7 +77,7 @@ def anatomy(model: str, data: ImageTextSet, size: int = 64) -> dict[str, float |
     patterns = noise_from_text(list(data.class_names), size=size, model=resolve_model(model), seed=0, mode="class")
     levels = torch.round(patterns * 255)[torch.as_tensor(data.labels)].permute(0, 2, 3, 1).numpy()
     protected = (data.images.astype(np.float32) + levels).clip(0, 255).astype(np.uint8)
-    samples = noise_from_text(list(data.captions), size=size, model=model, seed=0)
+    samples = noise_from_text(list(data.captions), size=size, model=resolve_model(model), seed=0)
     return {
         "sample_wise_rms_levels": round(mean_square(samples) ** 0.5 * 255, 2),
         "sample_wise_luma_share": round(mean_square(T.grayscale(samples)) / mean_square(samples), 3),

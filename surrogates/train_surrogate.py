@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from t2ue.data.sets import load_fashion_mnist, load_openclipart, role_split
 from t2ue.io.files import write_text
+from t2ue.models.open_clip_folder import resolve_text_tower
 from t2ue.models.surrogates import save_open_clip_folder
-from t2ue.models.text_encoders import resolve_text_tower
 from t2ue.training.losses import clip_loss
 from t2ue.training.optim import cosine_with_warmup, update
 from t2ue.training.transforms import ueraser_augment

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from t2ue.data.sets import ImageTextSet
+from t2ue.models.open_clip_folder import resolve_text_tower
 from t2ue.models.surrogates import save_open_clip_folder
-from t2ue.models.text_encoders import resolve_text_tower
 
 TINY_VISION = {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8}
 

