@@ -18,8 +18,6 @@ set_offline_defaults()
 
 MODEL_HELP = "Noise model: a name `t2ue models` lists (default, robust) or a noise model folder."
 COMMANDS_GROUP = "t2ue.commands"  # entry points: name = "module:function", a typer-annotated function
-# protect makes the noise of this many photos in one call, then writes them (in --jobs threads)
-NOISE_BATCH = 64
 
 
 class Commands(TyperGroup):
@@ -126,22 +124,6 @@ SEPARATE_HELP = ("When clusters are fitted: sign (take out what the groups' pert
                  "±ε) or a gain (differences scaled, then clipped to the budget); none leaves them as made.")
 
 
-def _cluster_noise(noise_model, descriptions: list[str], k: int, folder: Path, seed: int, separate: str):
-    """Clusters from ``folder`` when it holds them; else fitted on ``descriptions`` and saved there."""
-    from t2ue.models.cluster_fitting import fit_cluster_noise
-    from t2ue.models.clusters import CLUSTER_CONFIG, ClusterNoise
-
-    if (folder / CLUSTER_CONFIG).is_file():
-        if separate != "none":
-            raise ValueError(f"--separate is chosen when clusters are fitted; {folder} holds clusters fitted before")
-        typer.echo(f"reusing the clusters in {folder}")
-        return ClusterNoise.from_pretrained(folder)
-    fitted = fit_cluster_noise(noise_model, descriptions, k, seed=seed, separate=separate)
-    fitted.save_pretrained(folder)
-    typer.echo(f"{k} clusters fitted on {len(descriptions)} descriptions, saved to {folder} (reuse with --cluster-dir)")
-    return fitted
-
-
 @app.command("fit-clusters")
 def fit_clusters(
     captions: Path = typer.Argument(..., help="Descriptions to cluster: CSV/JSONL with a 'caption' column, "
@@ -223,144 +205,44 @@ def protect(
                                  "with which words, and which would fail, without loading the model or writing."),
 ) -> None:
     """Protect photos on this machine; each copy keeps its name, size, format and orientation."""
-    from concurrent.futures import ThreadPoolExecutor
+    from t2ue.album import NothingToProtect, protect_folder
 
-    import torch
+    def show(outcome, original, protected) -> None:
+        if outcome.status == "failed":
+            echo_error(outcome.message)
+        elif outcome.status == "kept":
+            typer.echo(f"{outcome.target}  already there, kept")
+        elif outcome.status == "planned":
+            typer.echo(f'{outcome.target}  would be protected from {outcome.source}  "{_shortened(outcome.words)}"')
+        else:
+            line = f"{outcome.target}  PSNR {outcome.psnr:.1f} dB"
+            typer.echo(f'{line}  "{_shortened(outcome.words)}"' if metadata_captions else line)
 
-    from t2ue.api import load_noise_model, noise_from_text, protect_file_with_noise
-    from t2ue.io.images import ImageError, psnr, read_description
-    from t2ue.photos import MANIFEST, Captions, EarlierCopies, find_photos, plan_copies, record_copy, refuse_earlier_copies
+    def log(line: str) -> None:
+        if line.startswith("error: "):
+            echo_error(line.removeprefix("error: "))
+        else:
+            typer.echo(line)
 
-    if captions is not None and (text is not None or metadata_captions):
-        echo_error("give --captions alone: the file holds every photo's description")
-        raise typer.Exit(2)
-    if text is None and captions is None and not metadata_captions:
-        echo_error("give the descriptions: --text, --captions or --metadata-captions")
-        raise typer.Exit(2)
-    if text is not None and not text.strip():
-        echo_error("--text is empty: the noise is made from the description, so give one")
-        raise typer.Exit(2)
-    if separate != "none" and mode != "cluster":
-        echo_error("--separate goes with --mode cluster")
-        raise typer.Exit(2)
-    listed = None
-    if captions is not None:
-        try:
-            listed = Captions(captions)
-        except (ValueError, OSError) as err:
-            echo_error(str(err))
-            raise typer.Exit(2) from err
-    if not photos and listed is None:
-        echo_error("give the photos to protect")
-        raise typer.Exit(2)
-    earlier = EarlierCopies()  # the manifests as this run found them, read once
-    if photos:
-        found, problems, left_out = find_photos(photos, recursive=recursive, output_dir=output_dir, earlier=earlier)
-    else:  # the photos the captions file lists
-        (found, problems), left_out = refuse_earlier_copies(listed.photos(recursive), earlier), []
-    for problem in problems:
-        echo_error(problem)
-    if left_out:
-        typer.echo(f"left out {len(left_out)} cop{'y' if len(left_out) == 1 else 'ies'} t2ue protected earlier "
-                   f"(listed in their folders' {MANIFEST}), e.g. {left_out[0]}")
-    if not found:
-        echo_error("no photo to protect")
-        raise typer.Exit(1)
-
-    @functools.cache  # cluster mode asks twice: to fit the clusters, then to protect
-    def description(photo: Path) -> str:
-        """The photo's description; LookupError or ImageError, naming the photo, when it has none."""
-        if listed is not None:
-            return listed.caption(photo)
-        embedded = read_description(photo) if metadata_captions else None
-        if embedded is None and text is None:
-            raise LookupError(f"{photo}: no description in its metadata (XMP, IPTC, EXIF, PNG text) nor in a "
-                              "sidecar; give --text for such photos, or a --captions file")
-        return embedded or text
-
-    if output_dir.exists() and not output_dir.is_dir():
-        echo_error(f"{output_dir}: is a file; --output-dir names the folder for the protected copies")
-        raise typer.Exit(2)
-    plan = plan_copies(found, output_dir, skip_existing=skip_existing, earlier=earlier)
-    for target in plan.kept:
-        typer.echo(f"{target}  already there, kept")
-    for message in plan.refused:
-        echo_error(message)
-    failures, kept = len(plan.refused), len(plan.kept)
-    todo: list[tuple[Path, Path, str]] = []
-    for source, target in plan.write:
-        try:
-            todo.append((source, target, description(source)))
-        except (LookupError, ImageError) as err:
-            failures += 1
-            echo_error(str(err))
-
-    if dry_run:
-        for source, target, words in todo:
-            typer.echo(f'{target}  would be protected from {source}  "{_shortened(words)}"')
-        failed = failures + len(problems)
-        typer.echo(f"{_counts(f'{len(todo)} would be protected', kept, failed, 'would fail')}; nothing written (dry run)")
-        raise typer.Exit(1 if failed else 0)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        noise_model = load_noise_model(model)
-        fitted = None
-        if mode == "cluster" and cluster_dir is None and noise_model.clusters is not None:
-            if separate != "none":
-                raise ValueError("--separate is chosen when clusters are fitted; this noise model brings its own")
-            fitted = noise_model.clusters
-            typer.echo(f"using the {fitted.k} clusters saved with the noise model")
-        elif mode == "cluster":
-            texts = []
-            for photo in found:
-                try:
-                    texts.append(description(photo.source))
-                except (LookupError, ImageError):
-                    pass  # named when that photo's turn comes
-            fitted = _cluster_noise(noise_model, texts, clusters, cluster_dir or output_dir / "clusters", seed,
-                                    separate)
+        report = protect_folder(photos, output_dir, text=text, captions=captions, metadata_captions=metadata_captions,
+                                recursive=recursive, skip_existing=skip_existing, jobs=jobs, model=model, seed=seed,
+                                mode=mode, epsilon=epsilon, jpeg_quality=jpeg_quality, n_clusters=clusters,
+                                cluster_dir=cluster_dir, separate=separate, dry_run=dry_run, on_photo=show, log=log)
+    except NothingToProtect as err:
+        echo_error(str(err))
+        raise typer.Exit(1) from err
     except (ValueError, FileNotFoundError, OSError) as err:
         echo_error(str(err))
         raise typer.Exit(2) from err
-
-    def write(task: tuple[Path, Path, torch.Tensor]) -> tuple[str, bool]:
-        source, target, noise = task
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            original, protected = protect_file_with_noise(source, target, noise, jpeg_quality=jpeg_quality)
-            return f"{target}  PSNR {psnr(original, protected):.1f} dB", True
-        except (ImageError, ValueError, OSError) as err:
-            return (str(err) if str(source) in str(err) else f"{source}: {err}"), False
-
-    with ThreadPoolExecutor(jobs) as pool:
-        for start in range(0, len(todo), NOISE_BATCH):  # the noise of a batch of photos at a time, in one call
-            batch = todo[start:start + NOISE_BATCH]
-            texts = list(dict.fromkeys(words for _, _, words in batch))
-            made = dict(zip(texts, noise_from_text(texts, size=None, model=noise_model, seed=seed, mode=mode,
-                                                   epsilon=epsilon, clusters=fitted)))
-            results = pool.map(write, [(source, target, made[words]) for source, target, words in batch])
-            for (_, target, words), (line, ok) in zip(batch, results):
-                if ok:
-                    try:
-                        record_copy(output_dir, target, earlier)
-                    except OSError as err:  # the copy stands; a later run may not know it for one
-                        echo_error(f"{output_dir / MANIFEST}: {target} could not be listed ({err})")
-                    typer.echo(f'{line}  "{_shortened(words)}"' if metadata_captions else line)
-                else:
-                    failures += 1
-                    echo_error(line)
-    done, failed = len(found) - failures - kept, failures + len(problems)
-    summary = _counts(f"{done} protected", kept, failed, "failed")
-    if failed:
-        typer.echo(summary, err=True)
+    if dry_run:
+        typer.echo(report.summary())
+        raise typer.Exit(1 if report.failed else 0)
+    if report.failed:
+        typer.echo(report.summary(), err=True)
         raise typer.Exit(1)
-    if len(found) > 1:
-        typer.echo(summary)
-
-
-def _counts(done: str, kept: int, failed: int, failed_word: str) -> str:
-    """protect's count line: what was (or would be) protected, then the kept and failed, when any."""
-    return ", ".join([done, *([f"{kept} kept"] if kept else []), *([f"{failed} {failed_word}"] if failed else [])])
+    if len(report.outcomes) > 1:
+        typer.echo(report.summary())
 
 
 def _shortened(text: str, width: int = 60) -> str:

@@ -25,9 +25,10 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from t2ue.api import load_noise_model, noise_from_text, protect_file  # noqa: E402
+from t2ue.album import protect_folder  # noqa: E402
+from t2ue.api import load_noise_model, noise_from_text  # noqa: E402
 from t2ue.budget import parse_epsilon  # noqa: E402
-from t2ue.io.images import ImageError, noise_levels, psnr, read_description, ssim  # noqa: E402
+from t2ue.io.images import ImageError, noise_levels, read_description, ssim  # noqa: E402
 
 MAX_TEXTS_PER_CALL = 256  # /noises: an album's descriptions in one request, within reason
 ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()
@@ -115,8 +116,9 @@ def sweep(root: Path, age_s: float = RETENTION_S) -> None:
 
 def protect_uploads(files, descriptions: str, epsilon_levels: float, model="default", max_mb: float = 25,
                     progress=gr.Progress(), out_root: Path | None = None):
-    """Protect each uploaded photo with its description; returns gallery, table, downloads. Outputs go to
-    a fresh folder under ``out_root`` (default: the system's temporary folder)."""
+    """Protect each uploaded photo with its description (through :func:`t2ue.album.protect_folder`); returns
+    gallery, table, downloads and a report. Outputs go to a fresh folder under ``out_root`` (default: the
+    system's temporary folder)."""
     if not files:
         raise gr.Error("Upload at least one photo.")
     lines = [line.strip() for line in (descriptions or "").splitlines() if line.strip()]
@@ -126,26 +128,41 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
         raise gr.Error(f"{len(files)} photos but {len(lines)} descriptions: give one line, or one per photo.")
     epsilon = parse_epsilon(float(epsilon_levels))
     out_dir = Path(tempfile.mkdtemp(prefix="t2ue-demo-", dir=out_root))
+    paths = [Path(getattr(file, "name", file)) for file in files]
     gallery, rows, outputs = [], [], []
-    for i, file in enumerate(progress.tqdm(files, desc="protecting")):
-        path = Path(getattr(file, "name", file))
-        text = lines[0] if len(lines) == 1 else lines[i]
+
+    def fail(name: str, message: str) -> None:
+        rows.append([name, "", "", message])
+        gr.Warning(message)
+
+    accepted = {}
+    for i, path in enumerate(paths):
         try:
             if path.stat().st_size > max_mb * 1e6:
                 raise ImageError(f"{path.name}: larger than the {max_mb:g} MB limit")
-            target = out_dir / path.name
-            original, protected = protect_file(path, target, text, model=model, epsilon=epsilon)
-            outputs.append(str(target))
-            views = _previews(original, protected, epsilon)
-            scale = "" if views[0].size == original.size else f" (preview, {views[0].width} × {views[0].height})"
-            gallery += [(views[0], f"{path.name}: original{scale}"), (views[1], f"{path.name}: protected{scale}"),
-                        (views[2], f"{path.name}: noise, amplified{scale}")]
-            rows.append([path.name, f"{psnr(original, protected):.2f}", f"{ssim(original, protected):.4f}", "ok"])
-        except (ImageError, OSError, ValueError) as err:
-            message = str(err).replace(str(path), path.name)  # the server's temp folder means nothing to the user
-            message = message if message.startswith(path.name) else f"{path.name}: {message}"
-            rows.append([path.name, "", "", message])
-            gr.Warning(message)
+            accepted[path] = lines[0] if len(lines) == 1 else lines[i]
+        except (ImageError, OSError) as err:
+            fail(path.name, _named(str(err), path))
+
+    def shown(outcome, original, protected) -> None:
+        source = outcome.source or next((p for p in accepted if str(p) in outcome.message), None)
+        name = source.name if source is not None else "?"
+        progress(len(rows) / len(paths), desc="protecting")
+        if outcome.status != "protected":
+            fail(name, _named(outcome.message, source) if source is not None else outcome.message)
+            return
+        outputs.append(str(outcome.target))
+        views = _previews(original, protected, epsilon)
+        scale = "" if views[0].size == original.size else f" (preview, {views[0].width} × {views[0].height})"
+        gallery.extend([(views[0], f"{name}: original{scale}"), (views[1], f"{name}: protected{scale}"),
+                        (views[2], f"{name}: noise, amplified{scale}")])
+        rows.append([name, f"{outcome.psnr:.2f}", f"{ssim(original, protected):.4f}", "ok"])
+
+    if accepted:
+        try:
+            protect_folder(list(accepted), out_dir, texts=accepted, model=model, epsilon=epsilon, on_photo=shown)
+        except (ValueError, OSError) as err:
+            fail("", str(err))
     if len(outputs) > 1:
         archive = out_dir / "protected.zip"
         with zipfile.ZipFile(archive, "w") as zf:
@@ -154,6 +171,13 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
         outputs.append(str(archive))
     report = "\n".join(f"* {r[0]}: PSNR {r[1]} dB, SSIM {r[2]}" if r[3] == "ok" else f"* **failed** {r[3]}" for r in rows)
     return gallery, rows, outputs, report
+
+
+def _named(message: str, path: Path) -> str:
+    """A message about an upload with the server's temporary path replaced by the photo's name, which is all
+    the person who uploaded it knows."""
+    message = message.replace(str(path), path.name)
+    return message if message.startswith(path.name) else f"{path.name}: {message}"
 
 
 def embedded_descriptions(files, descriptions: str) -> str:

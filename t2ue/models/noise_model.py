@@ -76,7 +76,8 @@ class NoiseModel(nn.Module):
         if self._surrogate is None:
             from t2ue.models.surrogates import load_surrogate
 
-            self._surrogate = load_surrogate(self.text_encoder.source)
+            with torch.inference_mode(False):  # its weights may be trained through later, wherever first asked for
+                self._surrogate = load_surrogate(self.text_encoder.source)
         return self._surrogate
 
     def with_clusters(self, clusters: ClusterNoise | None) -> NoiseModel:

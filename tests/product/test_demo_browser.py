@@ -19,7 +19,7 @@ from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make browser installs it)")
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "demo-zero-contact.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "demo-zero-contact.png"
 
 
 def _free_port() -> int:

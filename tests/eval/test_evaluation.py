@@ -361,7 +361,7 @@ def test_report_shows_the_majority_class_where_labels_are_unbalanced():
     """Four coarse groups, half of them tops: a constant answer scores 0.5, which the table must show
     next to chance (0.25), since half of clean accuracy lies below it — for the classifier and for the
     CLIP's zero-shot accuracy alike. Balanced labels get no such row."""
-    results = load_results(Path(__file__).parents[1] / "eval" / "results" / "runs")
+    results = load_results(Path(__file__).parents[2] / "eval" / "results" / "runs")
     coarse = [r for r in results if r["config"].get("exploiter") == "coarse-labels" and r["config"]["method"] == "none"
               and r["victim"]["kind"] == "classifier"]
     balanced = [r for r in results if r["config"]["method"] == "none" and r["config"]["seed"] == 0

@@ -14,7 +14,7 @@ from t2ue.photos import MANIFEST
 
 runner = CliRunner()
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _copies(folder):

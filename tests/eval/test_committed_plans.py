@@ -6,7 +6,7 @@ from pathlib import Path
 
 from t2ue_eval.runner import EvalPlan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _report_plans() -> list[str]:
