@@ -20,6 +20,35 @@ from pathlib import Path
 from PIL import Image
 
 
+def compare_readers(shards: list[Path], n: int) -> dict:
+    """Index the shards and read every sample's image bytes and caption once: t2ue's reader against
+    webdataset's indexed one (wids, when installed: `pip install 'webdataset<1'`)."""
+    from t2ue.data.sets import load_shards
+
+    started = time.perf_counter()
+    pairs = load_shards(str(shards[0].parent))
+    total = sum(len(member.open().read()) for member in pairs.images) + sum(map(len, pairs.captions))
+    out = {"t2ue": {"index_and_read_all_s": round(time.perf_counter() - started, 2), "bytes": total}}
+    try:
+        import wids
+    except ImportError:
+        out["wids"] = "not installed"
+        return out
+    started = time.perf_counter()
+    counts = [len(tarfile.open(shard).getnames()) // 2 for shard in shards]  # wids needs each shard's length
+    with tempfile.TemporaryDirectory() as cache:
+        dataset = wids.ShardListDataset([{"url": str(s), "nsamples": c} for s, c in zip(shards, counts)],
+                                        cache_dir=cache, transformations=[])
+        total = 0
+        for i in range(len(dataset)):
+            sample = dataset[i]
+            total += len(sample[".jpg"].read()) + len(sample[".txt"].read().decode())
+    out["wids"] = {"index_and_read_all_s": round(time.perf_counter() - started, 2), "bytes": total,
+                   "version": getattr(wids, "__version__", "webdataset<1")}
+    assert len(dataset) == n
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=20000)
@@ -72,6 +101,7 @@ def main() -> None:
             result[label] = {"index_and_header_check_s": round(indexed, 2), "decode_all_s": round(decode, 2),
                              "pairs_per_s": round(n / decode, 1)}
         result["shard_vs_files_decode_ratio"] = round(result["shards"]["decode_all_s"] / result["files"]["decode_all_s"], 3)
+        result["readers"] = compare_readers(sorted(tmp.glob("*.tar")), n)
     print(json.dumps(result, indent=2))
     write_json(args.out, result)
 

@@ -2,6 +2,11 @@
 LAION and the like: ``00000.tar`` holds ``KEY.jpg`` (or png, webp…) next to ``KEY.txt`` (the caption)
 and usually ``KEY.json`` (metadata, with the caption too). Shards are indexed once and images are read
 straight out of them, never extracted: a provider can train on millions of pairs without unpacking them.
+
+Kept rather than webdataset's indexed reader (``wids``): on 20 000 pairs in four shards, indexing and
+reading every sample takes 2.0 s here against wids' 1.5 s, next to 13.4 s of decoding them for training
+(``eval/bench_shards.py``); wids needs every shard's sample count up front, keeps index files in a cache
+folder, and is no longer part of webdataset's current release (1.0), so the 0.5 s is not worth a dependency.
 """
 
 from __future__ import annotations

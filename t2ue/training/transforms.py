@@ -58,7 +58,12 @@ def _blockwise(channel: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
-    """A differentiable approximation of baseline JPEG (YCbCr, 4:2:0 chroma, 8×8 DCT, libjpeg tables)."""
+    """A differentiable approximation of baseline JPEG (YCbCr, 4:2:0 chroma, 8×8 DCT, libjpeg tables).
+
+    Kept rather than ``kornia.enhance.jpeg_codec_differentiable``: against Pillow's real codec on four
+    scikit-image photos it is closer at every quality (mean error 0.76–1.19/255 against kornia's
+    0.87–1.75/255), and 2.7 × faster on 64 px batches;
+    ``eval/transforms_vs_kornia.py`` measures it (``eval/results/transforms-vs-kornia.json``)."""
     h, w = x.shape[-2:]
     pad_h, pad_w = (-h) % 16, (-w) % 16
     work = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") * 255
@@ -76,21 +81,18 @@ def jpeg(x: torch.Tensor, quality: float) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (kernel radius 2σ, reflected borders)."""
-    radius = max(1, math.ceil(2 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1)
-    out = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    out = F.conv2d(out, kernel.view(-1, 1, 1, len(t)), groups=x.shape[1])
-    return F.conv2d(out, kernel.view(-1, 1, len(t), 1), groups=x.shape[1])
+    """Gaussian blur with a kernel of radius 2σ and reflected borders (kornia's)."""
+    from kornia.filters import gaussian_blur2d
+
+    side = 2 * max(1, math.ceil(2 * sigma)) + 1
+    return gaussian_blur2d(x, (side, side), (sigma, sigma), border_type="reflect")
 
 
 def median_filter(x: torch.Tensor, size: int = 3) -> torch.Tensor:
-    """Per-channel median over a size×size window (reflected borders)."""
-    pad = size // 2
-    patches = F.unfold(F.pad(x, (pad, pad, pad, pad), mode="reflect").flatten(0, 1)[:, None], size)
-    return patches.median(dim=1).values.view_as(x)
+    """Per-channel median over a size×size window (kornia's)."""
+    from kornia.filters import median_blur
+
+    return median_blur(x, (size, size))
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +113,11 @@ def rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
     small = (max(1, round(h * scale)), max(1, round(w * scale)))
     down = F.interpolate(x, size=small, mode="bilinear", align_corners=False, antialias=True)
     return F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
+
+
+# The augmentations below stay hand-written: each draws from the ``generator`` it is given, so a defended
+# run and a resumed training run draw the same augmentations, which kornia's (drawing from torch's global
+# RNG) would not; and the committed UEraser results were made with them.
 
 
 def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.5, 1.0),
