@@ -12,7 +12,6 @@ torchvision, accelerate, diffusers, gradio, scikit-learn or the evaluator should
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import subprocess
@@ -20,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_speed import machine
 
 from t2ue_eval.runner import write_json
 
@@ -75,7 +76,7 @@ def main() -> None:
         "pairs": args.pairs, "cpu_seconds": {k: round(v, 3) for k, v in cpu.items()},
         "wall_seconds": {k: round(v, 3) for k, v in wall.items()}, "cpu_ratio": round(ratio, 3), "target_ratio": 2.0,
         "heavy_packages_imported_by_protect": heavy,
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}",
+        "machine": machine(),
     }
     for name in runs:
         print(f"{name:14s} CPU {cpu[name]:.2f} s  wall {wall[name]:.2f} s (median of {args.pairs})")

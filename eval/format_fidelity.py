@@ -2,7 +2,7 @@
 
 The four colour photos bundled with scikit-image (astronaut, coffee, chelsea, rocket; full size), each
 protected with the default model from a description of it, and written through
-``t2ue.images.save_image`` in every format ``protect`` writes — and, for comparison, with the writer
+``t2ue.io.images.save_image`` in every format ``protect`` writes — and, for comparison, with the writer
 settings ``protect`` used before it kept formats (Pillow's defaults: every WebP lossy at quality 80,
 MPO at JPEG quality 75 with 4:2:0 chroma, which is also a typical platform recompression). Figures per
 format: the share of the perturbation the written file keeps (projection of decode(protected as

@@ -52,10 +52,10 @@ def noise_from_text(texts: str | list[str], *, size: int | tuple[int, int] | Non
     ``mode``: ``sample`` (each description its own noise; the same text and seed always give the same
     noise, wherever it stands in the batch), ``class`` (each text is a label) or ``cluster`` (the
     descriptions are grouped into ``n_clusters`` by K-means and each group shares one perturbation;
-    clusters fitted before are reused: ``clusters`` — a folder or :class:`~t2ue.clusters.ClusterNoise`
-    from :func:`~t2ue.clusters.fit_cluster_noise` — or else those saved with the noise model).
+    clusters fitted before are reused: ``clusters`` — a folder or :class:`~t2ue.models.clusters.ClusterNoise`
+    from :func:`~t2ue.models.cluster_fitting.fit_cluster_noise` — or else those saved with the noise model).
     ``separate`` (``"sign"`` or a gain), when clusters are fitted here, spreads the differences between the
-    groups' perturbations over the budget (:func:`~t2ue.clusters.separate_patterns`).
+    groups' perturbations over the budget (:func:`~t2ue.models.clusters.separate_patterns`).
     """
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:

@@ -292,7 +292,7 @@ class T2UEClusterNoise(ProtectionMethod):
     shortcut at each granularity, each at a share of the budget).
 
     ``separate=sign`` or ``separate=G`` (a gain) takes out what all clusters' perturbations share and
-    spreads the differences over the budget (:func:`t2ue.clusters.separate_patterns`)."""
+    spreads the differences over the budget (:func:`t2ue.models.clusters.separate_patterns`)."""
 
     name = "t2ue-cluster"
     defaults = {"model": "default", "clusters": "10", "maker": "generator", "separate": "none"}

@@ -151,7 +151,7 @@ class Table:
 
     def columns(self) -> list[str]:
         """Accuracy for classifiers; R@k (and zero-shot accuracy on labelled sets) for CLIPs, but only
-        zero-shot accuracy where per-image retrieval means nothing (see :func:`t2ue.metrics.headline`)."""
+        zero-shot accuracy where per-image retrieval means nothing (see :func:`t2ue_eval.metrics.headline`)."""
         metrics = self.results[0]["metrics"]
         if self.kind == "classifier" or self.metric == "zeroshot_accuracy":
             return [self.metric]

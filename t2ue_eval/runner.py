@@ -337,7 +337,7 @@ def verify(model: str, dataset: str = "openclipart", *, pairs: int = 1000, test_
     losses come along: noise protects by being a shortcut fitted faster than the pictures, so while the
     clean victim is still far from fitted, a protected loss no lower than the clean one means the victim
     took none. ``clean_fitted`` is how far the clean victim's loss went from chance
-    (ln batch) towards the floor that repeated captions set (:func:`~t2ue.metrics.contrastive_loss_floor`);
+    (ln batch) towards the floor that repeated captions set (:func:`~t2ue_eval.metrics.contrastive_loss_floor`);
     below 0.9 the victim is ``undertrained`` and the verdict may change with more epochs."""
     from t2ue.api import load_noise_model
     from t2ue_eval.methods import resolve_model

@@ -182,7 +182,7 @@ def _named(message: str, path: Path) -> str:
 
 def embedded_descriptions(files, descriptions: str) -> str:
     """The local tab's descriptions box, filled in with each uploaded photo's own description (one line
-    per photo, :func:`t2ue.images.read_description`) when the box is empty and every photo has one."""
+    per photo, :func:`t2ue.io.images.read_description`) when the box is empty and every photo has one."""
     if (descriptions or "").strip() or not files:
         return descriptions
     try:

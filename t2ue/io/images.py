@@ -100,7 +100,7 @@ def _opened(path: Path) -> Iterator[Image.Image]:
 
 def load_image(path: str | os.PathLike) -> LoadedImage:
     """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
-    on any failure. ``info`` holds the metadata a protected copy carries (:func:`t2ue.metadata.carried`)
+    on any failure. ``info`` holds the metadata a protected copy carries (:func:`t2ue.io.metadata.carried`)
     and, for WebP, whether the file was lossless, so that it is written back the same way."""
     path = Path(path)
     with _opened(path) as im:
@@ -126,9 +126,9 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
 
 
 def read_description(path: str | os.PathLike) -> str | None:
-    """The description written into a photo file's own metadata (:func:`t2ue.metadata.description`),
+    """The description written into a photo file's own metadata (:func:`t2ue.io.metadata.description`),
     read without decoding its pixels, else the one kept beside it in a sidecar (an XMP file, Google
-    Takeout's JSON: :func:`t2ue.metadata.sidecar_description`); ``None`` when there is none.
+    Takeout's JSON: :func:`t2ue.io.metadata.sidecar_description`); ``None`` when there is none.
     :class:`ImageError` names a file that cannot be read."""
     path = Path(path)
     with _opened(path) as im:
@@ -253,7 +253,7 @@ _LOSSLESS_TIFF = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None,
                info: dict | None = None, jpeg_quality: int = 95, more_frames: list[Image.Image] = ()) -> Path:
-    """Write an image atomically (:func:`t2ue.files.atomic_write`), keeping EXIF, ICC profile, DPI, XMP
+    """Write an image atomically (:func:`t2ue.io.files.atomic_write`), keeping EXIF, ICC profile, DPI, XMP
     (where rights such as "no data mining" are declared), JPEG's IPTC blocks, PNG text chunks and TIFF's
     descriptive tags;
     ``more_frames`` follow the first as the frames of an animation or the pages of a multi-page file.

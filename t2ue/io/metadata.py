@@ -94,7 +94,7 @@ def png_text(chunks: dict[str, str]) -> dict[str, str]:
 
 def carried(im: Image.Image) -> dict:
     """The ``info`` of an opened image as a protected copy should carry it (what
-    :func:`t2ue.images.save_image` writes back): EXIF without the maker note, XMP without thumbnails,
+    :func:`t2ue.io.images.save_image` writes back): EXIF without the maker note, XMP without thumbnails,
     a JPEG's IPTC records (``app13``), a PNG's text chunks (``text``) and a TIFF's descriptive tags
     (``tiff_tags``), and no raw profile, nor HEIF's thumbnails (its writer would make reduced copies of
     the protected photo, half purified by the downscaling) and depth or gain maps."""

@@ -3,7 +3,7 @@
 Objective (error-minimising, one level): minimise the symmetric InfoNCE between the surrogate's
 f_I(x + delta) and f_T(t), delta = G(f_T(t), z). ``robust=True`` puts a random transformation between
 the protected image and the surrogate at every step (expectation over JPEG, thumbnailing and blur —
-and grayscale with ``eot="strong"`` — :func:`t2ue.transforms.random_transformation`), so the noise
+and grayscale with ``eot="strong"`` — :func:`t2ue.training.transforms.random_transformation`), so the noise
 learns to survive recompression; ``eot="ueraser"`` trains against the worst of two UEraser-augmented
 copies instead.
 The same command runs on the CPU, one GPU or several
@@ -46,7 +46,7 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers that decode images while the device trains
     mixed_precision: str | None = None  # no, fp16, bf16; None: what `accelerate launch` was given, else no
     robust: bool = False
-    eot: str = "standard"  # with robust: a preset of t2ue.transforms.EOT_PRESETS
+    eot: str = "standard"  # with robust: a preset of t2ue.training.transforms.EOT_PRESETS
 
 
 def _collate(batch):

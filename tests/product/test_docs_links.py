@@ -1,5 +1,6 @@
-"""The documents' links to files in the repository (plots, plans, results) point at files that exist:
-`t2ue report` names its plots after the tables, so a new table can rename a plot the report links to."""
+"""The documents: every link to a file in the repository points at one that exists (`t2ue report` names its
+plots after the tables, so a new table can rename a plot the report links to), and the README and the
+report stay short enough to be read."""
 
 import re
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ["README.md", "eval/REPORT.md", "surrogates/README.md"]
+DOCS = ["README.md", "eval/REPORT.md", "surrogates/README.md", "t2ue/assets/default/README.md",
+        "t2ue/assets/robust/README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -18,3 +20,13 @@ def test_relative_links_resolve(doc):
     assert links, f"{doc} links to no file"
     missing = [link for link in links if not (path.parent / link.split("#")[0]).exists()]
     assert not missing, f"{doc} links to files that are not there: {missing}"
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"docs/{page.name}" in readme for page in (ROOT / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize(("doc", "limit"), [("README.md", 15_000), ("eval/REPORT.md", 40_000)])
+def test_the_readme_and_the_report_stay_short(doc, limit):
+    assert len((ROOT / doc).read_bytes()) <= limit
