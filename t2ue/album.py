@@ -19,9 +19,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from t2ue.api import load_noise_model, noise_from_text, protect_file_with_noise
-from t2ue.io.images import ImageError, psnr, read_description
-from t2ue.photos import MANIFEST, Captions, EarlierCopies, find_photos, plan_copies, record_copy, refuse_earlier_copies
+from t2ue.api import MODES, check_descriptions, load_noise_model, noise_from_text, protect_file_with_noise
+from t2ue.budget import parse_epsilon
+from t2ue.io.files import remove_stale_parts
+from t2ue.io.images import MAX_PIXELS, ImageError, check_image, check_jpeg_quality, psnr, read_description
+from t2ue.io.manifest import MANIFEST, EarlierCopies, record_copy
+from t2ue.photos import Captions, find_photos, plan_copies, refuse_earlier_copies
 
 # The noise of this many photos is made in one call, then they are written (in ``jobs`` threads)
 NOISE_BATCH = 64
@@ -116,6 +119,7 @@ def protect_folder(photos: Iterable[str | os.PathLike] | str | os.PathLike | Non
                    model: str | os.PathLike = "default", seed: int = 0, mode: str = "sample",
                    epsilon: float | str | None = None, jpeg_quality: int = 95, n_clusters: int = 8,
                    cluster_dir: str | os.PathLike | None = None, separate: str = "none", dry_run: bool = False,
+                   max_pixels: int = MAX_PIXELS,
                    on_photo: Callable[[PhotoOutcome, Image.Image | None, Image.Image | None], None] | None = None,
                    log: Callable[[str], None] | None = None) -> AlbumReport:
     """Protect photos, folders (their images; with ``recursive`` their sub-folders' too) or the photos a
@@ -144,6 +148,14 @@ def protect_folder(photos: Iterable[str | os.PathLike] | str | os.PathLike | Non
         raise ValueError("--text is empty: the noise is made from the description, so give one")
     if separate != "none" and mode != "cluster":
         raise ValueError("--separate goes with --mode cluster")
+    if mode not in MODES:
+        raise ValueError(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if text is not None:
+        check_descriptions([text])
+    budget = parse_epsilon(epsilon) if epsilon is not None else None
+    check_jpeg_quality(jpeg_quality)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number from 1 up; got {jobs!r}")
     listed = Captions(Path(captions)) if captions is not None else None
     paths = [Path(photos)] if isinstance(photos, (str, os.PathLike)) else [Path(p) for p in photos or ()]
     if not paths and listed is None:
@@ -179,11 +191,17 @@ def protect_folder(photos: Iterable[str | os.PathLike] | str | os.PathLike | Non
             emit(PhotoOutcome(source, target, "failed", message=str(err)))
     if dry_run:
         for source, target, words in todo:
-            emit(PhotoOutcome(source, target, "planned", words))
+            try:
+                check_image(source, max_pixels=max_pixels)
+                emit(PhotoOutcome(source, target, "planned", words))
+            except ImageError as err:
+                emit(PhotoOutcome(source, target, "failed", words, str(err)))
         return report
 
-    output_dir.mkdir(parents=True, exist_ok=True)
     noise_model = load_noise_model(model)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for folder, names in _by_folder([target for _, target, _ in todo]).items():
+        remove_stale_parts(folder, names)
     fitted = None
     if mode == "cluster" and cluster_dir is None and noise_model.clusters is not None:
         if separate != "none":
@@ -199,39 +217,48 @@ def protect_folder(photos: Iterable[str | os.PathLike] | str | os.PathLike | Non
                 pass  # named when that photo's turn comes
         fitted = _cluster_noise(noise_model, words, n_clusters, Path(cluster_dir or output_dir / "clusters"), seed,
                                 separate, log)
-    _write_all(todo, output_dir, noise_model, fitted, earlier, emit, log, seed=seed, mode=mode, epsilon=epsilon,
-               jpeg_quality=jpeg_quality, jobs=jobs)
+    _write_all(todo, output_dir, noise_model, fitted, earlier, emit, seed=seed, mode=mode, epsilon=epsilon,
+               budget=budget or noise_model.epsilon, jpeg_quality=jpeg_quality, jobs=jobs, max_pixels=max_pixels)
     return report
 
 
+def _by_folder(targets: list[Path]) -> dict[Path, set[str]]:
+    folders: dict[Path, set[str]] = {}
+    for target in targets:
+        folders.setdefault(target.parent, set()).add(target.name)
+    return folders
+
+
 def _write_all(todo: list[tuple[Path, Path, str]], output_dir: Path, noise_model, clusters, earlier: EarlierCopies,
-               emit, log, *, seed: int, mode: str, epsilon, jpeg_quality: int, jobs: int) -> None:
-    """Make each batch's noise in one call, write its photos in ``jobs`` threads, and list every copy in the
-    manifest as it is reported, in the order of ``todo``."""
+               emit, *, seed: int, mode: str, epsilon, budget: float, jpeg_quality: int, jobs: int,
+               max_pixels: int) -> None:
+    """Make each batch's noise in one call, write its photos in ``jobs`` threads, each copy listed in the
+    manifest as it is renamed into place; outcomes come in the order of ``todo``. Interrupted (Ctrl-C),
+    the photos not started are dropped and those being written are finished, each listed."""
 
     def write(task: tuple[Path, Path, str, torch.Tensor]):
         source, target, words, noise = task
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            original, protected = protect_file_with_noise(source, target, noise, jpeg_quality=jpeg_quality)
+            original, protected = protect_file_with_noise(
+                source, target, noise, jpeg_quality=jpeg_quality, epsilon=budget, max_pixels=max_pixels,
+                before_commit=lambda written: record_copy(output_dir, target, written, earlier))
             return PhotoOutcome(source, target, "protected", words, psnr=psnr(original, protected)), original, protected
         except (ImageError, ValueError, OSError) as err:
             message = str(err) if str(source) in str(err) else f"{source}: {err}"
             return PhotoOutcome(source, target, "failed", words, message), None, None
 
-    with ThreadPoolExecutor(jobs) as pool:
+    pool = ThreadPoolExecutor(jobs)
+    try:
         for start in range(0, len(todo), NOISE_BATCH):
             batch = todo[start:start + NOISE_BATCH]
             distinct = list(dict.fromkeys(words for _, _, words in batch))
             made = dict(zip(distinct, noise_from_text(distinct, size=None, model=noise_model, seed=seed, mode=mode,
                                                       epsilon=epsilon, clusters=clusters)))
             for outcome, original, protected in pool.map(write, [(*task, made[task[2]]) for task in batch]):
-                if outcome.status == "protected":
-                    try:
-                        record_copy(output_dir, outcome.target, earlier)
-                    except OSError as err:  # the copy stands; a later run may not know it for one
-                        log(f"error: {output_dir / MANIFEST}: {outcome.target} could not be listed ({err})")
                 emit(outcome, original, protected)
+    finally:  # on an interruption too: nothing new starts, what is being written is finished and listed
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["protect_folder", "AlbumReport", "PhotoOutcome", "NothingToProtect"]

@@ -157,15 +157,12 @@ def fit_clusters(
 
 def _read_descriptions(path: Path) -> list[str]:
     """Descriptions from a captions CSV/JSONL ('caption' column) or a plain text file (one per line)."""
-    from t2ue.io.tables import read_rows
+    from t2ue.io.tables import read_captions
 
     if path.suffix.lower() in (".csv", ".jsonl"):
-        rows = read_rows(path)
-        if rows and "caption" not in rows[0]:
-            raise ValueError(f"{path}: needs a 'caption' column")
-        texts = [r["caption"] for r in rows]
+        texts = [caption for _, _, caption in read_captions(path)]
     else:
-        texts = path.read_text().splitlines()
+        texts = path.read_text(encoding="utf-8").splitlines()
     texts = [t.strip() for t in texts if t and t.strip()]
     if not texts:
         raise ValueError(f"{path}: no descriptions found")
@@ -232,6 +229,9 @@ def protect(
     except NothingToProtect as err:
         echo_error(str(err))
         raise typer.Exit(1) from err
+    except KeyboardInterrupt as err:  # the copies being written were finished and listed; nothing else started
+        echo_error("interrupted; the copies written so far are complete and listed, run again to go on")
+        raise typer.Exit(130) from err
     except (ValueError, FileNotFoundError, OSError) as err:
         echo_error(str(err))
         raise typer.Exit(2) from err

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from t2ue.io.images import IMAGE_SUFFIXES
-from t2ue.io.tables import read_rows
-
-MANIFEST = ".t2ue-protected"  # in an output folder: the copies protect wrote there, one relative path a line
+from t2ue.io.manifest import MANIFEST, EarlierCopies
+from t2ue.io.tables import read_captions
 
 
 @dataclass(frozen=True)
@@ -35,39 +34,6 @@ class CopyPlan:
     write: list[tuple[Path, Path]]  # (photo, its copy) to protect
     kept: list[Path]                # copies already there, left as they are
     refused: list[str]              # one message per photo that cannot be written, naming it
-
-
-class EarlierCopies:
-    """Which files are protected copies an earlier run wrote: those listed in the manifest of a folder
-    above them (each manifest read once)."""
-
-    def __init__(self) -> None:
-        self._listed: dict[Path, frozenset[str]] = {}
-
-    def _list(self, folder: Path) -> frozenset[str]:
-        if folder not in self._listed:
-            try:
-                self._listed[folder] = frozenset((folder / MANIFEST).read_text(encoding="utf-8").splitlines())
-            except (OSError, UnicodeDecodeError):
-                self._listed[folder] = frozenset()
-        return self._listed[folder]
-
-    def manifest(self, path: Path) -> Path | None:
-        """The manifest that lists ``path`` as a protected copy, or None for a photo of the user's own."""
-        path = path.resolve()
-        for folder in path.parents:
-            if path.relative_to(folder).as_posix() in self._list(folder):
-                return folder / MANIFEST
-        return None
-
-
-def record_copy(output_dir: Path, copy: Path, earlier: EarlierCopies) -> None:
-    """Add a copy just written to its output folder's manifest (one line appended, in one write), unless
-    ``earlier`` knows it listed already (a copy made again)."""
-    line = copy.relative_to(output_dir).as_posix()
-    if "\n" not in line and earlier.manifest(copy) is None:
-        with open(output_dir / MANIFEST, "a", encoding="utf-8") as manifest:
-            manifest.write(line + "\n")
 
 
 def _is_image(path: Path) -> bool:
@@ -137,7 +103,23 @@ def find_photos(paths: list[Path], *, recursive: bool = False, output_dir: Path 
                 photos.append(photo)
             else:
                 left_out.append(photo.source)
-    return photos, problems, left_out
+    return distinct_photos(photos), problems, left_out
+
+
+def distinct_photos(photos: list[Photo]) -> list[Photo]:
+    """Each file once, however many times it was named (as a file, through a folder, a pattern or a link)."""
+    seen, kept = set(), []
+    for photo in photos:
+        try:
+            key = photo.source.resolve()
+            stat = photo.source.stat()
+            key = (stat.st_dev, stat.st_ino) if stat.st_ino else key
+        except OSError:
+            key = photo.source  # named in its own error later
+        if key not in seen:
+            seen.add(key)
+            kept.append(photo)
+    return kept
 
 
 def refuse_earlier_copies(photos: list[Photo], earlier: EarlierCopies | None = None) -> tuple[list[Photo], list[str]]:
@@ -152,7 +134,7 @@ def refuse_earlier_copies(photos: list[Photo], earlier: EarlierCopies | None = N
         else:
             refused.append(f"{photo.source}: a copy t2ue protected earlier (listed in {manifest}); protecting it "
                            "again would add a second noise, so give the original")
-    return kept, refused
+    return distinct_photos(kept), refused
 
 
 def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = False,
@@ -186,6 +168,10 @@ def plan_copies(photos: list[Photo], output_dir: Path, *, skip_existing: bool = 
             plan.refused.append(f"{source}: {target} is already there and is no copy t2ue wrote (it is not listed in "
                                 f"{output_dir / MANIFEST}); it is left as it is: choose another --output-dir, or "
                                 "--skip-existing to keep such files")
+        elif target.exists() and not earlier.written_as_listed(target):
+            plan.refused.append(f"{source}: {target} is not the copy t2ue wrote there (it has changed since, or was "
+                                "put there in its place); it is left as it is: choose another --output-dir, "
+                                "--skip-existing to keep it, or remove it to have it made again")
         else:
             plan.write.append((source, target))
     return plan
@@ -199,10 +185,7 @@ class Captions:
 
     def __init__(self, path: Path):
         self.path = path
-        try:
-            rows = [(Path(r["image"]), str(r["caption"])) for r in read_rows(path)]
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{path}: needs columns 'image' and 'caption'") from err
+        rows = [(Path(image), caption) for _, image, caption in read_captions(path)]
         self.listed = [(path.parent / image, image) for image, _ in rows]  # an absolute path stays as it is
         self._by_path = {os.path.normcase((path.parent / image).resolve()): text for image, text in rows}
         self._by_name: dict[str, list[tuple[Path, str]]] = {}

@@ -331,9 +331,9 @@ def load_pairs_file(path: str | os.PathLike) -> ImageTextSet:
     Image paths are relative to the file's folder unless absolute.
     """
     path = Path(path)
-    rows = read_rows(path)
-    if not rows or "image" not in rows[0] or "caption" not in rows[0]:
-        raise ValueError(f"{path}: needs columns 'image' and 'caption'")
+    rows = [row.fields for row in read_rows(path, ("image", "caption"))]
+    if not rows:
+        raise ValueError(f"{path}: no rows of image,caption")
     images = [(path.parent / r["image"]) if not Path(r["image"]).is_absolute() else Path(r["image"]) for r in rows]
     captions = [str(r["caption"]) for r in rows]
     labels = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +19,15 @@ import torch.nn.functional as F
 from PIL import Image, ImageSequence, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
-from t2ue.budget import project_linf
+from t2ue.budget import DEFAULT_EPSILON, parse_epsilon, project_linf
 from t2ue.io import metadata
 from t2ue.io.files import atomic_write
 
-Image.MAX_IMAGE_PIXELS = 200_000_000  # ~200 MP: large camera files pass, decompression bombs do not
+# Pixels x frames of one file, checked from its header before anything is decoded: large camera files
+# (50-150 MP) pass, decompression bombs (a few hundred bytes declaring gigapixels) do not. Pillow's own
+# check stays as a backstop, but it only raises at twice its limit.
+MAX_PIXELS = 200_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 register_heif_opener()  # HEIC / HEIF, what phones save photos as
 
 # raw modes of 16 bits per channel (RGB;16B, RGBA;16L, ...); not BGR;16, which is 5-6-5 BMP pixels
@@ -34,6 +38,9 @@ SUPPORTED_MODES = ("L", "LA", "RGB", "RGBA", "P", "PA", "CMYK")
 # not the photo — so they are refused by name rather than protected at the wrong size
 RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
                 ".pef", ".srw", ".3fr", ".erf", ".kdc", ".mos", ".mrw", ".x3f", ".iiq", ".raw")
+
+GIF_REFUSED = ("GIF keeps at most 256 colours, too few to hold the noise within its budget; convert the "
+               "original to PNG (or WebP) and protect that")
 
 
 class ImageError(ValueError):
@@ -98,17 +105,45 @@ def _opened(path: Path) -> Iterator[Image.Image]:
         raise ImageError(f"{path}: damaged or truncated image ({err})") from err
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
-    """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
-    on any failure. ``info`` holds the metadata a protected copy carries (:func:`t2ue.io.metadata.carried`)
-    and, for WebP, whether the file was lossless, so that it is written back the same way."""
+def _refuse_from_header(im: Image.Image, path: Path, max_pixels: int) -> None:
+    """Every reason to refuse a file that its header already gives, as an :class:`ImageError` naming it."""
+    if im.format == "GIF":
+        raise ImageError(f"{path}: {GIF_REFUSED}")
+    frames = getattr(im, "n_frames", 1)
+    pixels = im.width * im.height * frames
+    if not im.width or not im.height:
+        raise ImageError(f"{path}: an empty image ({im.width} × {im.height} pixels)")
+    if pixels > max_pixels:
+        count = f"{im.width} × {im.height} pixels" + (f" × {frames} frames" if frames > 1 else "")
+        raise ImageError(f"{path}: too large to protect ({count} = {pixels / 1e6:,.0f} megapixels; the limit is "
+                         f"{max_pixels / 1e6:,.0f})")
+    # Pillow decodes 16-bit PNG and TIFF, and the HEIF plugin 10- and 12-bit HEIC, to 8 bits silently
+    depth = 16 if any(_DEEP_RAW_MODE.search(str(tile.args)) for tile in im.tile) else im.info.get("bit_depth", 8)
+    if depth > 8 or im.mode.startswith("I;16"):
+        raise ImageError(f"{path}: {max(depth, 16) if im.mode.startswith('I;16') else depth} bits per channel; t2ue "
+                         "protects 8-bit images, so export an 8-bit copy (the precision of this one would be lost "
+                         "without a word)")
+    if im.mode not in SUPPORTED_MODES:
+        raise ImageError(f"{path}: image mode {im.mode!r} is not supported (supported: {', '.join(SUPPORTED_MODES)})")
+
+
+def check_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise :class:`ImageError` naming the file for everything its header shows would make protecting it
+    fail (unreadable or truncated header, GIF, 16-bit, an unsupported mode, too many pixels), reading the
+    header only: what ``--dry-run`` reports."""
     path = Path(path)
     with _opened(path) as im:
-        # Pillow decodes 16-bit PNG and TIFF, and the HEIF plugin 10- and 12-bit HEIC, to 8 bits silently
-        depth = 16 if any(_DEEP_RAW_MODE.search(str(tile.args)) for tile in im.tile) else im.info.get("bit_depth", 8)
-        if depth > 8:
-            raise ImageError(f"{path}: {depth} bits per channel; t2ue protects 8-bit images, so export an 8-bit "
-                             "copy (the precision of this one would be lost without a word)")
+        _refuse_from_header(im, path, max_pixels)
+
+
+def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
+    """Decode an image file fully, every frame of it, raising :class:`ImageError` with the file's name
+    on any failure (first everything :func:`check_image` finds from the header, before decoding). ``info``
+    holds the metadata a protected copy carries (:func:`t2ue.io.metadata.carried`) and, for WebP, whether the
+    file was lossless, so that it is written back the same way."""
+    path = Path(path)
+    with _opened(path) as im:
+        _refuse_from_header(im, path, max_pixels)
         im.load()
         fmt = im.format
         info = metadata.carried(im)
@@ -157,8 +192,10 @@ class ResizedNoise:
             if tensor.shape[0] != 1:
                 raise ValueError("apply_noise takes the noise of one image; got a batch of several")
             tensor = tensor[0]
-        if tensor.ndim != 3 or tensor.shape[0] != 3:
-            raise ValueError(f"noise must have shape (3, H, W); got {tuple(tensor.shape)}")
+        if tensor.ndim != 3 or tensor.shape[0] != 3 or not tensor.shape[1] or not tensor.shape[2]:
+            raise ValueError(f"noise must have shape (3, H, W) with H, W >= 1; got {tuple(tensor.shape)}")
+        if not torch.isfinite(tensor).all():
+            raise ValueError("noise holds NaN or infinite values; it cannot be added to a photo")
         self.bound = float(tensor.abs().max())
         h, w = tensor.shape[1:]
         if (h, w) == (height, width):
@@ -208,10 +245,12 @@ def _channel_mean(band: np.ndarray) -> np.ndarray:
     return band.mean(axis=2)
 
 
-def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.Image:
+def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray, *,
+                epsilon: float | str | None = DEFAULT_EPSILON) -> Image.Image:
     """Add a perturbation to an image of any size; return an image of the same size and mode.
 
-    The noise is resized to the image. Grey images receive the channel mean of the noise; CMYK images
+    Noise past the budget ``epsilon`` (8/255 unless said; ``None`` checks nothing) is refused, as is noise
+    holding NaN or infinity. The noise is resized to the image. Grey images receive the channel mean of the noise; CMYK images
     receive it on C, M and Y with the sign that matches RGB; alpha is left untouched. Palette images
     cannot hold an 8/255 perturbation in 256 colours without breaking the budget, so they come back as
     RGB (or RGBA when they have transparency).
@@ -224,7 +263,14 @@ def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.I
         image = image.convert("RGBA" if has_alpha else "RGB")
         mode = image.mode
     width, height = image.size
+    if not width or not height:
+        raise ImageError(f"an empty image ({width} × {height} pixels) has nothing to protect")
     delta = ResizedNoise(noise, height, width)
+    if epsilon is not None:
+        bound = parse_epsilon(epsilon)
+        if delta.bound > bound + 1e-6:
+            raise ValueError(f"noise reaches {delta.bound * 255:.3g}/255, past the budget {bound * 255:.3g}/255; "
+                             f"pass epsilon=\"{round(delta.bound * 255)}/255\" to apply_noise to add it anyway")
     pixels = np.asarray(image)
     if mode == "RGB":
         out = add_noise_uint8(pixels, delta)
@@ -244,15 +290,21 @@ def apply_noise(image: Image.Image, noise: torch.Tensor | np.ndarray) -> Image.I
     return result
 
 
-GIF_REFUSED = ("GIF keeps at most 256 colours, too few to hold the noise within its budget; convert the "
-               "original to PNG (or WebP) and protect that")
 _SAVE_KEYS = ("exif", "icc_profile", "dpi", "transparency", "comment")
 _ANIMATION_KEYS = ("duration", "loop", "background")
 _LOSSLESS_TIFF = ("tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 
+def check_jpeg_quality(quality: int) -> int:
+    """A JPEG / HEIC / AVIF / lossy WebP quality between 1 and 100, or a ValueError."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ValueError(f"jpeg_quality must be a whole number from 1 to 100; got {quality!r}")
+    return quality
+
+
 def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None,
-               info: dict | None = None, jpeg_quality: int = 95, more_frames: list[Image.Image] = ()) -> Path:
+               info: dict | None = None, jpeg_quality: int = 95, more_frames: list[Image.Image] = (),
+               before_commit: Callable[[Path], None] | None = None) -> Path:
     """Write an image atomically (:func:`t2ue.io.files.atomic_write`), keeping EXIF, ICC profile, DPI, XMP
     (where rights such as "no data mining" are declared), JPEG's IPTC blocks, PNG text chunks and TIFF's
     descriptive tags;
@@ -264,6 +316,7 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
     (then at ``jpeg_quality``); TIFF keeps a lossless compression, and any other is written uncompressed.
     """
     path = Path(path)
+    check_jpeg_quality(jpeg_quality)
     fmt = (format or Image.registered_extensions().get(path.suffix.lower()) or "PNG").upper()
     if fmt == "GIF":
         raise ImageError(f"{path}: {GIF_REFUSED}")
@@ -308,7 +361,8 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
         params.pop("transparency")
     if len(frames) > 1:
         params["append_images"] = frames[1:]
-    with atomic_write(path, "w+b") as handle:  # readable too: the multi-page TIFF writer reads back what it wrote
+    # "w+b": readable too, since the multi-page TIFF writer reads back what it wrote
+    with atomic_write(path, "w+b", before_commit=before_commit) as handle:
         frames[0].save(handle, format=fmt, **params)
     return path
 

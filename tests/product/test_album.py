@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 import t2ue
-from t2ue.photos import MANIFEST
+from t2ue.io.manifest import read_manifest
 
 
 def _album(folder, names):
@@ -25,7 +25,7 @@ def test_a_python_caller_protects_a_folder_with_words_per_photo(tmp_path, tiny_n
     words = {o.source.name: o.words for o, _ in seen}
     assert words == {"a.png": "a red door", "b.png": "a dog", "c.jpg": "our garden"}
     assert all(protected.size == (32, 24) and o.psnr > 30 for o, protected in seen)
-    assert sorted((tmp_path / "out" / MANIFEST).read_text().split()) == ["a.png", "b.png", "c.jpg"]
+    assert sorted(read_manifest(tmp_path / "out")) == ["a.png", "b.png", "c.jpg"]
     alone = t2ue.protect(album / "a.png", "a red door", model=tiny_noise_model_dir)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), np.asarray(alone))
 
@@ -34,8 +34,8 @@ def test_a_dry_run_writes_nothing_and_failures_do_not_stop_the_rest(tmp_path, ti
     album = _album(tmp_path / "album", ["a.png", "b.png"])
     (album / "broken.png").write_bytes(b"not a png")
     dry = t2ue.protect_folder(album, tmp_path / "out", text="a cat", dry_run=True)
-    assert dry.count("planned") == 3 and not (tmp_path / "out").exists()
-    assert dry.summary() == "3 would be protected; nothing written (dry run)"
+    assert dry.count("planned") == 2 and not (tmp_path / "out").exists()
+    assert dry.summary() == "2 would be protected, 1 would fail; nothing written (dry run)"
     report = t2ue.protect_folder(album, tmp_path / "out", text="a cat", model=tiny_noise_model_dir)
     failed = [o for o in report.outcomes if o.status == "failed"]
     assert report.count("protected") == 2 and len(failed) == 1 and "broken.png" in failed[0].message

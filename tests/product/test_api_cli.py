@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 import t2ue
 import t2ue.io.images
 from t2ue.cli import app
-from t2ue.photos import MANIFEST
+from t2ue.io.manifest import MANIFEST, read_manifest
 
 runner = CliRunner()
 
@@ -42,8 +42,9 @@ def test_noise_from_text_rejects_empty(tiny_noise_model_dir):
         t2ue.noise_from_text(["  "], model=tiny_noise_model_dir)
 
 
-@pytest.mark.parametrize("options, message", [(dict(size=0), "positive"), (dict(size=(10, -3)), "positive"),
-                                              (dict(size=100_000), "at most"), (dict(mode="pixel"), "cluster")])
+@pytest.mark.parametrize("options, message", [(dict(size=0), "whole pixels"), (dict(size=(10, -3)), "whole pixels"),
+                                              (dict(size=100_000), "at most"), (dict(mode="pixel"), "cluster"),
+                                              (dict(size=True), "whole pixels"), (dict(size=(3.5, 4)), "whole pixels")])
 def test_noise_from_text_names_a_bad_size_or_mode(tiny_noise_model_dir, options, message):
     with pytest.raises(ValueError, match=message):  # not a torch error, nor a 120 GB allocation
         t2ue.noise_from_text(["a cat"], model=tiny_noise_model_dir, **options)
@@ -216,7 +217,7 @@ def test_cli_protect_never_protects_its_own_copies_twice(tiny_noise_model_dir, t
     model = ["--model", str(tiny_noise_model_dir)]
     first = runner.invoke(app, ["protect", str(album), "--text", "our garden", "-o", str(album / "2025"), *model])
     assert first.exit_code == 0, first.output
-    assert sorted((album / "2025" / MANIFEST).read_text().splitlines()) == ["a.png", "b.png"]
+    assert sorted(read_manifest(album / "2025")) == ["a.png", "b.png"]
     _album(album / "2025", ["new.png"])  # an original saved into that folder later is no copy
     again = runner.invoke(app, ["protect", str(album), "-r", "--text", "our garden", "-o", str(tmp_path / "out"), *model])
     assert again.exit_code == 0, again.output
@@ -308,7 +309,7 @@ def test_cli_protect_never_writes_over_a_photo_already_in_the_output_folder(tiny
                                 str(pictures), *model])
     assert again.exit_code == 0, again.output
     assert (pictures / "IMG_2.png").read_bytes() != first  # its own earlier copy, made again
-    assert (pictures / MANIFEST).read_text().splitlines() == ["IMG_2.png"]  # listed once
+    assert list(read_manifest(pictures)) == ["IMG_2.png"]  # listed once, with the hash of the copy made again
 
 
 def test_cli_protect_dry_run_says_what_would_happen_and_writes_nothing(tmp_path, described_photo):

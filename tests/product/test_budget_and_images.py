@@ -14,12 +14,13 @@ def _noise(h=16, w=16, seed=0):
     return (torch.rand((3, h, w), generator=g) * 2 - 1) * EPS
 
 
-@pytest.mark.parametrize("text, expected", [("8/255", 8 / 255), (8, 8 / 255), ("0.5", 0.5), (16, 16 / 255)])
+@pytest.mark.parametrize("text, expected", [("8/255", 8 / 255), (8, 8 / 255), ("0.0314", 0.0314), (16, 16 / 255),
+                                            ("1/255", 1 / 255), ("32/255", 32 / 255), (1.0, 1 / 255)])
 def test_parse_epsilon(text, expected):
     assert parse_epsilon(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("bad", ["-1", "0", "abc", "300"])
+@pytest.mark.parametrize("bad", ["-1", "0", "abc", "300", "nan", "0.5", "0.0015", "33/255", "1/0", True, None, "inf"])
 def test_parse_epsilon_rejects(bad):
     with pytest.raises(ValueError):
         parse_epsilon(bad)
