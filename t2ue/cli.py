@@ -327,6 +327,8 @@ def demo(
     max_mb: float = typer.Option(25, help="Largest upload accepted in the local tab, in MB."),
     zero_contact_only: bool = typer.Option(False, "--zero-contact-only", help="Serve the text-to-noise part "
                                            "alone (page and /noise API): no tab that accepts photos."),
+    max_megapixels: float = typer.Option(50, min=1, help="Largest upload the local tab decodes, in megapixels "
+                                         "(pixels times frames)."),
 ) -> None:
     """Launch the Gradio demo (zero-contact and local tabs), fully offline."""
     from t2ue.api import load_noise_model
@@ -337,4 +339,5 @@ def demo(
     except (ValueError, FileNotFoundError) as err:
         echo_error(str(err))
         raise typer.Exit(2) from err
-    launch(model=model, host=host, port=port, max_mb=max_mb, local_tab=not zero_contact_only)
+    launch(model=model, host=host, port=port, max_mb=max_mb, local_tab=not zero_contact_only,
+           max_megapixels=max_megapixels)

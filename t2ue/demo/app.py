@@ -6,13 +6,12 @@ the server binds to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import io
 import json
-import shutil
+import logging
+import os
 import tempfile
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -28,29 +27,38 @@ from PIL import Image  # noqa: E402
 from t2ue.album import protect_folder  # noqa: E402
 from t2ue.api import load_noise_model, noise_from_text  # noqa: E402
 from t2ue.budget import parse_epsilon  # noqa: E402
+from t2ue.demo.files import RETENTION_S, DemoFiles  # noqa: E402
 from t2ue.io.images import ImageError, noise_levels, read_description, ssim  # noqa: E402
 
 MAX_TEXTS_PER_CALL = 256  # /noises: an album's descriptions in one request, within reason
+# A description the server takes: the text encoder reads its first few hundred characters at most
+MAX_TEXT_CHARS = 1000
+# The local tab decodes uploads in the server's memory: pixels x frames of one upload, at most
+MAX_MEGAPIXELS = 50
+LOG = logging.getLogger("t2ue.demo")
 ZERO_CONTACT_JS = (Path(__file__).parent / "static" / "zero_contact.js").read_text()
+BIG_BUTTON = ("display:inline-block;margin:0.6em 0;padding:0.8em 1.8em;font-size:1.15em;font-weight:600;"
+              "border-radius:8px;text-decoration:none;background:var(--button-primary-background-fill,#ea580c);"
+              "color:var(--button-primary-text-color,#fff)")
 ZERO_CONTACT_HTML = f"""
 <div class="t2ue-zc">
   <label for="t2ue-photo"><b>2. Choose photos</b> (read by this page only, never uploaded)</label><br>
   <input type="file" id="t2ue-photo" accept="image/*" multiple>
   <label for="t2ue-format">Save as</label>
   <select id="t2ue-format">
-    <option value="png" selected>PNG (keeps the noise exactly)</option>
-    <option value="jpeg">JPEG, quality 95 (several times smaller)</option>
+    <option value="png" selected>PNG: keeps the noise exactly</option>
+    <option value="jpeg">JPEG, quality 95: several times smaller, adds JPEG's own small changes</option>
   </select>
-  <button id="t2ue-folder" style="display:none" class="lg secondary">Protect into a folder…</button>
   <details id="t2ue-each" style="display:none" data-texts-per-call="{MAX_TEXTS_PER_CALL}">
     <summary>Describe each photo: each then gets noise of its own, which protects better than one noise for all</summary>
-    <ol id="t2ue-each-list"></ol>
+    <ol id="t2ue-each-list" style="padding-left:1.5em"></ol>
     <button id="t2ue-each-make" class="lg secondary">Make each photo's noise and protect</button>
   </details>
   <p id="t2ue-zc-status" role="status"></p>
-  <a id="t2ue-download" style="display:none" class="lg primary">Download protected photo</a>
-  <ul id="t2ue-downloads"></ul>
-  <img id="t2ue-preview" alt="protected preview" style="display:none;max-width:100%;max-height:360px">
+  <a id="t2ue-download" style="display:none;{BIG_BUTTON}">Download protected photo</a>
+  <button id="t2ue-folder" style="display:none;font-size:0.85em;padding:0.35em 0.9em" class="sm secondary">
+    Protect into a folder instead…</button>
+  <ul id="t2ue-downloads" style="list-style:none;padding:0"></ul>
 </div>
 """
 EPSILON_PRESETS = {"4/255": 4, "8/255": 8, "16/255": 16}
@@ -69,21 +77,33 @@ def _payloads(texts: list[str], model) -> list[dict]:
     return out
 
 
+def refuse(where: str, message: str) -> gr.Error:
+    """A request refused: one line in the server's log, the message (and no traceback) for the caller."""
+    LOG.warning("refused %s: %s", where, message)
+    return gr.Error(message, print_exception=False)
+
+
+def _checked(text, where: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise refuse(where, "Please type a description of the photo: some words.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise refuse(where, f"A description of {len(text):,} characters is too long: keep it under "
+                            f"{MAX_TEXT_CHARS:,} (only the first few hundred are read).")
+    return text.strip()
+
+
 def noise_payload(text: str, model="default") -> str:
     """Noise for one description as JSON: the budget and a PNG whose values map [0, 255] to [-eps, eps]."""
-    if not text or not text.strip():
-        raise gr.Error("Please type a description of the photo.")
-    return json.dumps(_payloads([text.strip()], model)[0])
+    return json.dumps(_payloads([_checked(text, "/noise")], model)[0])
 
 
 def noise_payloads(texts: list[str], model="default") -> str:
     """Noise for several descriptions in one call, as a JSON list of :func:`noise_payload`'s objects in the
-    same order (one generator pass for all of them)."""
+    same order; each description's noise is the one it would get alone."""
     if not isinstance(texts, list) or not texts or len(texts) > MAX_TEXTS_PER_CALL:
-        raise gr.Error(f"Send a list of 1 to {MAX_TEXTS_PER_CALL} descriptions.")
-    if not all(isinstance(t, str) and t.strip() for t in texts):
-        raise gr.Error("Every description must be some words.")
-    return json.dumps(_payloads([t.strip() for t in texts], model))
+        count = f"{len(texts)} descriptions" if isinstance(texts, list) else "no list"
+        raise refuse("/noises", f"Send a list of 1 to {MAX_TEXTS_PER_CALL} descriptions (got {count}).")
+    return json.dumps(_payloads([_checked(t, "/noises") for t in texts], model))
 
 
 # The local tab's gallery shows photos at most this many pixels on their long side: the browser and
@@ -99,23 +119,13 @@ def _previews(original: Image.Image, protected: Image.Image, epsilon: float) -> 
     rgb = [image.convert("RGB") for image in (original, protected)]
     sampled = [np.asarray(image)[::step, ::step].astype(np.float32) for image in rgb]
     shown = [image.reduce(step) for image in rgb] if step > 1 else rgb
-    return [*shown, Image.fromarray(noise_levels((sampled[1] - sampled[0]) / 255, epsilon))]
-
-
-# How long the local tab keeps uploads and protected copies on disk (gradio's cache and its own folder)
-RETENTION_S = 3600
-
-
-def sweep(root: Path, age_s: float = RETENTION_S) -> None:
-    """Remove the local tab's output folders under ``root`` older than ``age_s``: photos do not pile up
-    on the machine that serves the tab."""
-    for folder in root.glob("t2ue-demo-*"):
-        if time.time() - folder.stat().st_mtime > age_s:
-            shutil.rmtree(folder, ignore_errors=True)
+    views = [*(Image.fromarray(np.asarray(image)) for image in shown),  # pixels only: no EXIF, GPS or profile
+             Image.fromarray(noise_levels((sampled[1] - sampled[0]) / 255, epsilon))]
+    return views
 
 
 def protect_uploads(files, descriptions: str, epsilon_levels: float, model="default", max_mb: float = 25,
-                    progress=gr.Progress(), out_root: Path | None = None):
+                    progress=gr.Progress(), out_root: Path | None = None, max_megapixels: float = MAX_MEGAPIXELS):
     """Protect each uploaded photo with its description (through :func:`t2ue.album.protect_folder`); returns
     gallery, table, downloads and a report. Outputs go to a fresh folder under ``out_root`` (default: the
     system's temporary folder)."""
@@ -127,7 +137,7 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
     if len(lines) not in (1, len(files)):
         raise gr.Error(f"{len(files)} photos but {len(lines)} descriptions: give one line, or one per photo.")
     epsilon = parse_epsilon(float(epsilon_levels))
-    out_dir = Path(tempfile.mkdtemp(prefix="t2ue-demo-", dir=out_root))
+    out_dir = Path(tempfile.mkdtemp(prefix="album-", dir=out_root))
     paths = [Path(getattr(file, "name", file)) for file in files]
     gallery, rows, outputs = [], [], []
 
@@ -151,7 +161,7 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
         if outcome.status != "protected":
             fail(name, _named(outcome.message, source) if source is not None else outcome.message)
             return
-        outputs.append(str(outcome.target))
+        outputs.append(str(_as_protected(outcome.target)))
         views = _previews(original, protected, epsilon)
         scale = "" if views[0].size == original.size else f" (preview, {views[0].width} × {views[0].height})"
         gallery.extend([(views[0], f"{name}: original{scale}"), (views[1], f"{name}: protected{scale}"),
@@ -160,7 +170,8 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
 
     if accepted:
         try:
-            protect_folder(list(accepted), out_dir, texts=accepted, model=model, epsilon=epsilon, on_photo=shown)
+            protect_folder(list(accepted), out_dir, texts=accepted, model=model, epsilon=epsilon, on_photo=shown,
+                           max_pixels=int(max_megapixels * 1e6))
         except (ValueError, OSError) as err:
             fail("", str(err))
     if len(outputs) > 1:
@@ -171,6 +182,14 @@ def protect_uploads(files, descriptions: str, epsilon_levels: float, model="defa
         outputs.append(str(archive))
     report = "\n".join(f"* {r[0]}: PSNR {r[1]} dB, SSIM {r[2]}" if r[3] == "ok" else f"* **failed** {r[3]}" for r in rows)
     return gallery, rows, outputs, report
+
+
+def _as_protected(copy: Path) -> Path:
+    """The copy renamed ``photo-protected.jpg`` (as the zero-contact page names its copies), so that a
+    download cannot be taken for the original."""
+    named = copy.with_name(f"{copy.stem}-protected{copy.suffix}")
+    os.replace(copy, named)
+    return named
 
 
 def _named(message: str, path: Path) -> str:
@@ -192,14 +211,16 @@ def embedded_descriptions(files, descriptions: str) -> str:
     return "\n".join(found) if all(found) else descriptions
 
 
-def build_app(model="default", max_mb: float = 25, local_tab: bool = True) -> gr.Blocks:
+def build_app(model="default", max_mb: float = 25, local_tab: bool = True, files: DemoFiles | None = None,
+              max_megapixels: float = MAX_MEGAPIXELS) -> gr.Blocks:
     """The demo; ``model`` is a noise model folder or 'default'. The zero-contact tab's noise is also an
     API endpoint, ``/noise`` (text in, the JSON of :func:`noise_payload` out), and ``/noises`` takes a list
     (:func:`noise_payloads`), for apps that add the noise on the user's device. ``local_tab=False``
     leaves out the tab that accepts photo uploads, for a server that should only ever receive text."""
     load_noise_model(model)  # load once at start-up, not on the first request
-    # gradio's own copies of uploads and outputs: swept every 10 minutes, and all removed when the app stops
-    with gr.Blocks(title="t2ue: protect your photos from AI training", delete_cache=(600, RETENTION_S)) as app:
+    # gradio's own copies of uploads and outputs: none older than an hour (a check every 5 minutes for files
+    # 55 minutes old), and all removed when the app stops
+    with gr.Blocks(title="t2ue: protect your photos from AI training", delete_cache=(300, RETENTION_S - 300)) as app:
         gr.Markdown("# t2ue: protect your photos from AI training\nNoise made from a *description* of your photo "
                     "makes it unlearnable for models trained on it, while it looks the same to people.")
         with gr.Tab("Zero-contact (photo stays in your browser)", id="zero-contact"):
@@ -222,12 +243,12 @@ def build_app(model="default", max_mb: float = 25, local_tab: bool = True) -> gr
 
             gr.api(noises, api_name="noises", concurrency_limit=4)
         if local_tab:
-            _local_tab(model, max_mb)
+            _local_tab(model, max_mb, files.outputs if files else None, max_megapixels)
     app.queue(default_concurrency_limit=2, max_size=64)
     return app
 
 
-def _local_tab(model, max_mb: float) -> None:
+def _local_tab(model, max_mb: float, outputs: Path | None, max_megapixels: float) -> None:
     """The tab for an app on the user's own machine: uploads, several photos, budget presets, downloads."""
     with gr.Tab("Local (this machine)", id="local"):
         gr.Markdown("For an app you run on your own computer: photos are uploaded to *this* local server only.")
@@ -246,12 +267,8 @@ def _local_tab(model, max_mb: float) -> None:
         report = gr.Markdown(elem_id="t2ue-local-report")
         table = gr.Dataframe(headers=["file", "PSNR (dB)", "SSIM", "status"], label="Quality")
         downloads = gr.File(label="Download (each, or all as protected.zip)", file_count="multiple")
-        root = Path(tempfile.mkdtemp(prefix="t2ue-demo-outputs-"))
-        atexit.register(shutil.rmtree, root, ignore_errors=True)
-
         def protect(f, d, e, progress=gr.Progress()):
-            sweep(root)
-            return protect_uploads(f, d, e, model, max_mb, progress, out_root=root)
+            return protect_uploads(f, d, e, model, max_mb, progress, out_root=outputs, max_megapixels=max_megapixels)
 
         run.click(protect,
                   [files, descriptions, epsilon], [gallery, table, downloads, report], concurrency_limit=2,
@@ -259,12 +276,20 @@ def _local_tab(model, max_mb: float) -> None:
 
 
 def launch(model="default", host: str = "127.0.0.1", port: int = 7860, max_mb: float = 25, share: bool = False,
-           local_tab: bool = True):
-    """Start the demo; binds to 127.0.0.1 unless ``host`` says otherwise."""
+           local_tab: bool = True, max_megapixels: float = MAX_MEGAPIXELS):
+    """Start the demo; binds to 127.0.0.1 unless ``host`` says otherwise. The server's files (uploads,
+    previews, copies, gradio's cache) live in one private folder, readable by this user only, swept on a
+    timer and removed when the server stops (:mod:`t2ue.demo.files`)."""
     if local_tab and host not in ("127.0.0.1", "localhost", "::1"):
         warnings.warn(f"serving on {host} with the local tab: anyone who can reach it may upload photos to this "
                       "server; --zero-contact-only serves the text-to-noise part alone", stacklevel=2)
-    app = build_app(model, max_mb, local_tab)
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    os.umask(0o077)  # this process is the server: every file and folder it makes is this user's alone
+    files = DemoFiles()
+    files.remove_when_stopped()
+    files.start_sweeping()
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(files.gradio))
+    app = build_app(model, max_mb, local_tab, files, max_megapixels)
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_mb:g}mb",
                show_error=True, footer_links=[])
     return app

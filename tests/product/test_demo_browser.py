@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,7 @@ def test_zero_contact_protects_an_album_into_one_zip(server, browser, tmp_path):
     """Several photos at once, saved as JPEG: one zip of every readable one, the unreadable one named,
     and what the page added is the noise the library makes for the same words (the browser's own
     JPEG encoder keeps most of it)."""
-    import zipfile
+
 
     from skimage import data
 
@@ -188,7 +189,7 @@ def test_zero_contact_protects_an_album_into_one_zip(server, browser, tmp_path):
 def test_zero_contact_gives_each_photo_the_noise_of_its_own_description(server, browser, tmp_path):
     """Described one by one, each photo of an album gets the noise of its own words (fetched through the
     app's /noise endpoint: only the words are sent) and a photo left blank the noise of the words above."""
-    import zipfile
+
 
     from skimage import data
 
@@ -208,7 +209,7 @@ def test_zero_contact_gives_each_photo_the_noise_of_its_own_description(server, 
     page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected 3')",
                            timeout=60_000)
     page.locator("#t2ue-each summary").click()
-    inputs = page.locator("#t2ue-each-list input")
+    inputs = page.locator("#t2ue-each-list textarea")
     assert inputs.count() == 3
     inputs.nth(0).fill(words["astronaut.png"])
     inputs.nth(1).fill(words["chelsea.png"])
@@ -250,7 +251,7 @@ def test_zero_contact_reads_descriptions_from_the_photos_xmp(server, browser, tm
     before = len(requests)
     page.locator("#t2ue-photo").set_input_files([str(p) for p in paths])
     page.wait_for_function("() => document.querySelector('#t2ue-each').open", timeout=30_000)
-    values = page.locator("#t2ue-each-list input").evaluate_all("(inputs) => inputs.map((i) => i.value)")
+    values = page.locator("#t2ue-each-list textarea").evaluate_all("(inputs) => inputs.map((i) => i.value)")
     assert values == ["a dog on the beach", "", "my garden in spring"]
     assert not [url for url in requests[before:] if "gradio_api/call" in url]  # nothing asked of the server
     page.close()
@@ -357,4 +358,47 @@ def test_local_tab_fills_in_descriptions_from_the_photos(server, browser, tmp_pa
     report = page.locator("#t2ue-local-report")
     report.get_by_text(re.compile(r"garden\.png: PSNR")).wait_for(timeout=60_000)
     assert "beach.jpg: PSNR" in report.inner_text()
+    page.close()
+
+
+def test_zero_contact_page_shows_each_photo_before_and_after_in_plain_words(server, browser, tmp_path):
+    """Every protected photo is shown beside its original; the download is the page's big button; the status
+    says in plain words how far colours moved, and for JPEG measures the file as saved (issue 37, 13-14)."""
+    from skimage import data
+
+    names = {"astronaut.png": data.astronaut()[::2, ::2], "chelsea.png": data.chelsea()}
+    for name, pixels in names.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+    page = browser.new_page(viewport={"width": 1200, "height": 1100}, accept_downloads=True)
+    _make_noise(page, server, "a photo from our trip")
+    page.locator("#t2ue-photo").set_input_files([str(tmp_path / n) for n in names])
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('Protected 2')",
+                           timeout=60_000)
+    status = page.locator("#t2ue-zc-status").inner_text()
+    assert "±" not in status and re.search(r"changed by at most [0-9] of 255 steps", status), status
+    assert page.locator("#t2ue-downloads figure").count() == 4
+    captions = page.locator("#t2ue-downloads figcaption").all_inner_texts()
+    assert captions == ["before", "after (protected)"] * 2
+    assert page.locator("#t2ue-downloads img").evaluate_all("(imgs) => imgs.every((i) => i.naturalWidth > 0)")
+    button = page.locator("#t2ue-download").bounding_box()
+    assert button["height"] >= 40 and button["width"] >= 150
+    folder = page.locator("#t2ue-folder")
+    if folder.is_visible():
+        assert folder.bounding_box()["height"] < button["height"]
+    page.locator("#t2ue-each summary").click()
+    box, row = page.locator("#t2ue-each-list textarea").first, page.locator("#t2ue-each-list li").first
+    assert box.bounding_box()["width"] >= 0.8 * row.bounding_box()["width"]  # long descriptions fit
+
+    page.locator("#t2ue-format").select_option("jpeg")
+    page.wait_for_function("() => document.querySelector('#t2ue-zc-status').textContent.includes('as JPEG')",
+                           timeout=60_000)
+    claimed = int(re.search(r"at most (\d+) of 255 steps from your photo",
+                            page.locator("#t2ue-zc-status").inner_text()).group(1))
+    with page.expect_download() as info:
+        page.locator("#t2ue-download").click()
+    archive = zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes()))
+    moved = max(int(np.abs(np.asarray(Image.open(io.BytesIO(archive.read(name[:-4] + "-protected.jpg"))).convert("RGB"),
+                                      int) - np.asarray(Image.open(tmp_path / name).convert("RGB"), int)).max())
+                for name in names)
+    assert claimed > 8 and abs(claimed - moved) <= 2  # what the file holds, not the noise's ±8
     page.close()

@@ -3,6 +3,7 @@ import io
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,15 +30,28 @@ def _assert_payload_is_noise(payload: dict, text: str, model) -> None:
 
 
 def test_noise_payload_decodes_to_the_noise(tiny_noise_model_dir):
-    from t2ue.demo.app import MAX_TEXTS_PER_CALL, noise_payload, noise_payloads
+    from t2ue.demo.app import MAX_TEXT_CHARS, MAX_TEXTS_PER_CALL, noise_payload, noise_payloads
 
     payload = json.loads(noise_payload("a cat on a sofa", model=tiny_noise_model_dir))
     _assert_payload_is_noise(payload, "a cat on a sofa", tiny_noise_model_dir)
     with pytest.raises(gr.Error):
         noise_payload("   ", model=tiny_noise_model_dir)
-    for bad in ([], ["a cat", "  "], ["x"] * (MAX_TEXTS_PER_CALL + 1), "a cat"):
+    for bad in ([], ["a cat", "  "], ["x"] * (MAX_TEXTS_PER_CALL + 1), "a cat", [None], ["a" * (MAX_TEXT_CHARS + 1)]):
         with pytest.raises(gr.Error):
             noise_payloads(bad, model=tiny_noise_model_dir)
+    with pytest.raises(gr.Error, match="too long"):
+        noise_payload("a cat " * 2000, model=tiny_noise_model_dir)  # refused before any work, however long
+
+
+def test_a_refused_request_is_one_log_line_without_a_traceback(tiny_noise_model_dir, caplog, capsys):
+    from t2ue.demo.app import noise_payloads
+
+    with pytest.raises(gr.Error) as caught:
+        noise_payloads([], model=tiny_noise_model_dir)
+    assert caught.value.print_exception is False and "got 0 descriptions" in str(caught.value)
+    assert [r.getMessage() for r in caplog.records if r.name == "t2ue.demo"] == [
+        "refused /noises: Send a list of 1 to 256 descriptions (got 0 descriptions)."]
+    assert "0x" not in str(caught.value)
 
 
 def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path):
@@ -55,8 +69,8 @@ def test_protect_uploads_limits_reports_and_zips(tiny_noise_model_dir, tmp_path)
     assert status["a.png"] == "ok" and status["b.jpg"] == "ok"
     assert "limit" in status["big.png"] and "bad.png" in status["bad.png"]
     assert len(gallery) == 6  # original, protected, noise for each protected photo
-    with zipfile.ZipFile(outputs[-1]) as zf:
-        assert sorted(zf.namelist()) == ["a.png", "b.jpg"]
+    with zipfile.ZipFile(outputs[-1]) as zf:  # named so that no download passes for the original
+        assert sorted(zf.namelist()) == ["a-protected.png", "b-protected.jpg"]
     with pytest.raises(gr.Error, match="description"):
         protect_uploads(paths[:1], "  ", 8, model=tiny_noise_model_dir, progress=gr.Progress())
     with pytest.raises(gr.Error, match="descriptions"):
@@ -97,26 +111,37 @@ def test_local_tab_previews_a_large_photo_and_its_exact_noise(tiny_noise_model_d
     assert np.array_equal(np.asarray(gallery[2][0]), noise_levels(diff, 8 / 255))
 
 
-def test_local_tab_outputs_do_not_pile_up(tiny_noise_model_dir, tmp_path):
-    """Protected copies go to a folder of the app's own, swept after an hour; gradio's cache is swept too."""
+def test_the_demos_files_are_swept_and_abandoned_folders_removed(tiny_noise_model_dir, tmp_path):
+    """Uploads, previews and copies live in the server's private folder, swept of anything older than an
+    hour; gradio's cache keeps nothing longer either; a killed server's folder goes when the next starts."""
     import os
-    from pathlib import Path
+    import subprocess
+    import sys
 
-    from t2ue.demo.app import RETENTION_S, build_app, protect_uploads, sweep
+    from t2ue.demo.app import build_app, protect_uploads
+    from t2ue.demo.files import RETENTION_S, DemoFiles
 
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = tmp_path / f"t2ue-demo-{dead}-abcd1234"
+    (left / "outputs").mkdir(parents=True)
+    (left / "outputs" / "someones-photo.jpg").write_bytes(b"x")
+    files = DemoFiles(tmp_path)
+    assert not left.exists() and files.root.exists() and (files.root.stat().st_mode & 0o777) == 0o700
     photo = tmp_path / "p.png"
     Image.new("RGB", (12, 12), (20, 40, 60)).save(photo)
-    root = tmp_path / "outputs"
-    root.mkdir()
     _, _, old, _ = protect_uploads([str(photo)], "a dark card", 8, model=tiny_noise_model_dir,
-                                   progress=gr.Progress(), out_root=root)
+                                   progress=gr.Progress(), out_root=files.outputs)
     _, _, new, _ = protect_uploads([str(photo)], "a dark card", 8, model=tiny_noise_model_dir,
-                                   progress=gr.Progress(), out_root=root)
-    stale = Path(old[0]).parent
-    os.utime(stale, (0, 0))  # from long ago
-    sweep(root)
-    assert not stale.exists() and Path(new[0]).exists()
-    assert build_app(tiny_noise_model_dir).delete_cache == (600, RETENTION_S)
+                                   progress=gr.Progress(), out_root=files.outputs)
+    for path in Path(old[0]).parent.rglob("*"):
+        os.utime(path, (0, 0))  # from long ago
+    files.sweep()
+    assert not Path(old[0]).exists() and Path(new[0]).exists()
+    frequency, age = build_app(tiny_noise_model_dir, files=files).delete_cache
+    assert frequency + age <= RETENTION_S
+    files.remove()
+    assert not files.root.exists()
 
 
 def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
@@ -141,5 +166,7 @@ def test_served_noise_endpoint_and_zero_contact_only(tiny_noise_model_dir):
                 assert len(payloads) == 3
                 for text, each in zip(texts, payloads):
                     _assert_payload_is_noise(each, text, tiny_noise_model_dir)
+                    alone = json.loads(client.predict(text, api_name="/noise"))
+                    assert alone["png"] == each["png"]  # a description gets the same noise alone or in an album
         finally:
             app.close()

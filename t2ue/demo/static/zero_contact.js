@@ -6,7 +6,6 @@
   const status = root.querySelector("#t2ue-zc-status");
   const list = root.querySelector("#t2ue-downloads");
   const link = root.querySelector("#t2ue-download");
-  const preview = root.querySelector("#t2ue-preview");
   const folderButton = root.querySelector("#t2ue-folder");
   const each = root.querySelector("#t2ue-each");
   const eachList = root.querySelector("#t2ue-each-list");
@@ -44,14 +43,35 @@
     nctx.drawImage(noise.image, 0, 0, w, h);
     const delta = nctx.getImageData(0, 0, w, h).data;
     const p = pixels.data, scale = noise.epsilon * 255 / 127.5;
+    const before = formatInput.value === "jpeg" ? new Uint8ClampedArray(p) : null;
+    let change = 0;
     for (let i = 0; i < p.length; i += 4) {
       for (let c = 0; c < 3; c++) {
-        const v = p[i + c] + (delta[i + c] - 127.5) * scale;
-        p[i + c] = Math.min(255, Math.max(0, Math.round(v)));
+        const v = Math.min(255, Math.max(0, Math.round(p[i + c] + (delta[i + c] - 127.5) * scale)));
+        change = Math.max(change, Math.abs(v - p[i + c]));
+        p[i + c] = v;
       }
     }
     ctx.putImageData(pixels, 0, 0);
-    return canvas;
+    return { canvas, before, change };
+  }
+
+  // How far the saved file's pixels are from the photo's, in steps out of 255: the noise's own for PNG;
+  // for JPEG measured on the file as the browser encoded it, since its compression moves pixels too.
+  async function changeIn(blob, made) {
+    if (!made.before) return made.change;
+    const bitmap = await createImageBitmap(blob);
+    const canvas = document.createElement("canvas");
+    canvas.width = bitmap.width; canvas.height = bitmap.height;
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    const q = ctx.getImageData(0, 0, canvas.width, canvas.height).data, p = made.before;
+    let change = 0;
+    for (let i = 0; i < q.length; i += 4) {
+      for (let c = 0; c < 3; c++) change = Math.max(change, Math.abs(q[i + c] - p[i + c]));
+    }
+    return change;
   }
 
   // PNG keeps the noise exactly; JPEG (quality 95, the browser's own encoder) is several times smaller.
@@ -112,20 +132,44 @@
     } catch (err) {
       return null;
     }
-    const canvas = perturb(bitmap, noise);
+    const made = perturb(bitmap, noise);
     const size = `${bitmap.width}×${bitmap.height}`;
     bitmap.close();
-    const { blob, ext } = await encode(canvas);
-    return { name: file.name.replace(/\.[^.]+$/, "") + "-protected." + ext, blob, size };
+    const { blob, ext } = await encode(made.canvas);
+    const change = await changeIn(blob, made);
+    return { name: file.name.replace(/\.[^.]+$/, "") + "-protected." + ext, blob, size, change };
   }
   const unreadable = (file) => `${file.name}: this browser cannot read it as an image`;
 
   function clearResults() {
-    for (const a of list.querySelectorAll("a")) drop(a);
+    for (const a of list.querySelectorAll("a, img")) drop(a.href ? a : { href: a.src });
     list.replaceChildren();
     drop(link);
     link.style.display = "none";
-    preview.style.display = "none";
+  }
+
+  // One photo's line of the results: the photo and its protected copy side by side, and the copy's link.
+  function resultItem(file, made, href) {
+    const item = document.createElement("li");
+    item.style.margin = "0.8em 0";
+    const pair = document.createElement("div");
+    pair.style.cssText = "display:flex;gap:10px;flex-wrap:wrap";
+    for (const [caption, src] of [["before", URL.createObjectURL(file)], ["after (protected)", href]]) {
+      const figure = document.createElement("figure");
+      figure.style.margin = "0";
+      const img = Object.assign(document.createElement("img"), { src, alt: `${file.name}, ${caption}` });
+      img.style.cssText = "max-width:320px;max-height:240px;display:block";
+      const label = document.createElement("figcaption");
+      label.textContent = caption;
+      figure.append(img, label);
+      pair.append(figure);
+    }
+    const a = document.createElement("a");
+    a.href = href;
+    a.download = made.name;
+    a.textContent = `${made.name} (${made.size})`;
+    item.append(pair, a);
+    return item;
   }
 
   const noiseOf = (i) => own[i] || noise;
@@ -154,15 +198,9 @@
         failed.push(unreadable(file));
         continue;
       }
-      const { name, blob, size } = made;
-      const item = document.createElement("li");
-      const a = document.createElement("a");
-      a.href = URL.createObjectURL(blob);
-      a.download = name;
-      a.textContent = `${name} (${size})`;
-      item.append(a);
-      list.append(item);
-      done.push({ name, blob, href: a.href });
+      const href = URL.createObjectURL(made.blob);
+      list.append(resultItem(file, made, href));
+      done.push({ name: made.name, blob: made.blob, href, change: made.change });
     }
     const last = done[done.length - 1];
     const archive = done.length > 1 ? await zip(done) : null;
@@ -175,18 +213,26 @@
     } else if (last) {
       link.href = URL.createObjectURL(last.blob);
       link.download = last.name;
-      link.textContent = "Download protected photo";
+      link.textContent = `Download ${last.name}`;
     }
     link.style.display = done.length ? "inline-block" : "none";
-    list.style.display = done.length > 1 ? "" : "none";  // one photo: its link above is the list
-    preview.src = last ? last.href : "";
-    preview.style.display = last ? "block" : "none";
-    finish(done.length ? `Protected ${done.length} photo${done.length > 1 ? "s" : ""} in this browser` : null, [], failed);
+    finish(done.length ? `Protected ${done.length} photo${done.length > 1 ? "s" : ""} in this browser` : null, [], failed,
+           Math.max(0, ...done.map((d) => d.change)));
   }
 
-  // The closing status of a pass: what was made (with its budget), what was kept and what failed.
-  function finish(made, kept, failed) {
-    const parts = made ? [`${made} (±${Math.round(noiseOf(0).epsilon * 255)}/255). Nothing was uploaded.`] : [];
+  // What the saved files hold, in plain words: how far any colour value moved, and why.
+  function changeWords(change) {
+    const budget = Math.round(noiseOf(0).epsilon * 255);
+    if (formatInput.value !== "jpeg") {
+      return `each colour value changed by at most ${change} of 255 steps (the noise; invisible to the eye)`;
+    }
+    return `as JPEG each colour value is at most ${change} of 255 steps from your photo: the noise moves it by ` +
+      `up to ${budget}, JPEG's own compression by the rest (choose PNG to keep exactly the noise)`;
+  }
+
+  // The closing status of a pass: what was made (and what the files hold), what was kept and what failed.
+  function finish(made, kept, failed, change = null) {
+    const parts = made ? [`${made}: ${change === null ? "" : changeWords(change) + ". "}Nothing was uploaded.`] : [];
     if (kept.length) parts.push(`Already there, kept: ${kept.join(", ")}.`);
     if (failed.length) parts.push(`Not protected: ${failed.join("; ")}.`);
     say(parts.join(" "));
@@ -204,6 +250,7 @@
       return;
     }
     const saved = [], kept = [], failed = [];
+    let change = 0;
     for (const [i, file] of files.entries()) {
       if (mine !== run) return;
       say(`Protecting ${i + 1} of ${files.length} into “${folder.name}”…`);
@@ -224,11 +271,13 @@
         await writable.write(made.blob);
         await writable.close();  // the copy appears whole, under its name, only now
         saved.push(made.name);
+        change = Math.max(change, made.change);
       } catch (err) {
         failed.push(`${made.name}: could not be written (${err.message})`);
       }
     }
-    finish(`Saved ${saved.length} protected photo${saved.length === 1 ? "" : "s"} into “${folder.name}”`, kept, failed);
+    finish(`Saved ${saved.length} protected photo${saved.length === 1 ? "" : "s"} into “${folder.name}”`, kept, failed,
+           saved.length ? change : null);
   }
 
   // The server's answer (JSON: the budget and the noise as a PNG) as {epsilon, image}, once decoded.
@@ -275,12 +324,15 @@
   // One line per chosen photo for its own description (several photos only: one photo's is the one above),
   // filled in with what the photo's XMP says, for the user to read before anything is sent.
   function listPhotos() {
-    const inputs = files.map(() => Object.assign(document.createElement("input"),
-                                                 { type: "text", placeholder: "the description above" }));
+    const inputs = files.map(() => {
+      const box = Object.assign(document.createElement("textarea"), { rows: 2, placeholder: "the description above" });
+      box.style.cssText = "width:100%;box-sizing:border-box;resize:vertical";
+      return box;
+    });
     eachList.replaceChildren(...files.map((file, i) => {
       const item = document.createElement("li");
       const label = document.createElement("label");
-      label.append(`${file.name} `, inputs[i]);
+      label.append(file.name, document.createElement("br"), inputs[i]);
       item.append(label);
       return item;
     }));
@@ -296,7 +348,7 @@
 
   async function makeEachNoise() {
     const mine = ++run;
-    const texts = Array.from(eachList.querySelectorAll("input"), (input) => input.value.trim());
+    const texts = Array.from(eachList.querySelectorAll("textarea"), (input) => input.value.trim());
     const distinct = [...new Set(texts.filter(Boolean))];
     const made = new Map();
     try {
