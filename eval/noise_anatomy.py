@@ -34,8 +34,9 @@ from t2ue.models.registry import installed_models
 from t2ue.training import transforms as T
 from t2ue_eval.defenses import parse_defense
 from t2ue_eval.methods import RESEARCH_MODELS, resolve_model
+from t2ue_eval.protection import method_noise
 from t2ue_eval.registry import parse_method
-from t2ue_eval.runner import load_split, method_noise, write_json
+from t2ue_eval.runner import load_split, write_json
 
 
 def mean_square(x: torch.Tensor) -> float:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from t2ue_eval.protection import method_noise
 from t2ue_eval.registry import parse_method
-from t2ue_eval.runner import load_split, method_noise, write_json
+from t2ue_eval.runner import load_split, write_json
 from t2ue_eval.views import exploiter_view
 
 ROOT = Path(__file__).resolve().parents[1]

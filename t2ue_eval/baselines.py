@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from t2ue.data.sets import ImageTextSet
 from t2ue.training.optim import cosine_with_warmup, update
 from t2ue_eval.defenses import DefenseChain, parse_defense
-from t2ue_eval.protection import Noise, ProtectionMethod, to_levels
+from t2ue_eval.protection import Noise, ProtectionMethod, method_noise, to_levels
+from t2ue_eval.triggers import Triggers
 from t2ue_eval.victims import Classifier, ScratchCLIP, classifier_losses, clip_losses, pick_device
 
 
@@ -89,11 +90,17 @@ def _training_error(model, loss: str, pixels_of, captions: list[str], labels: to
 def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str = "clip", mode: str = "sample",
                      source: str = "auto", train_steps: int = 10, attack_steps: int = 20,
                      max_rounds: int = 20, stop_error: float = 0.01, batch_size: int = 128, keep: float = 1.0,
-                     against: DefenseChain | None = None,
-                     device: str = "auto") -> tuple[torch.Tensor, np.ndarray, dict]:
-    """Min-min noise (U, 3, H, W) with each image's pattern index and a cost log; ``keep`` < 1 masks
-    every image's update to its most salient pixels (SALM); ``against`` runs both minimisations under
-    a training-time defense (fresh augmentations at every step)."""
+                     against: DefenseChain | None = None, trigger_tokens: int = 0, trigger_search: bool = False,
+                     device: str = "auto") -> tuple[torch.Tensor, np.ndarray, dict, list[str] | None]:
+    """Min-min noise (U, 3, H, W) with each image's pattern index, a cost log and, with triggers, the
+    captions to post; ``keep`` < 1 masks every image's update to its most salient pixels (SALM);
+    ``against`` runs both minimisations under a training-time defense (fresh augmentations at every step).
+
+    ``trigger_tokens`` > 0 is MEM: each sample gets a caption trigger of that many words
+    (:class:`~t2ue_eval.triggers.Triggers`; searched HotFlip-style with ``trigger_search``, else random and
+    kept); the source model trains on the triggered captions, and each image's noise is fitted against
+    *other* captions carrying its trigger (a fresh pairing every round), so that it encodes the trigger
+    rather than the picture's content."""
     dev = pick_device(device)
     torch.manual_seed(seed)
     augment = torch.Generator().manual_seed(seed + 0xA06)
@@ -113,6 +120,12 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
     shape = (patterns, *images.shape[1:])
     delta = torch.zeros(shape, device=dev) if keep < 1 else (torch.rand(shape, device=dev) * 2 - 1) * epsilon
     captions = list(data.captions)
+    triggers = None
+    if trigger_tokens:
+        if loss != "clip" or mode != "sample" or against is not None:
+            raise ValueError("caption triggers (mem) are for sample-wise noise with the contrastive loss")
+        triggers = Triggers(model.tokenizer, n, trigger_tokens, seed)
+    posted = (lambda: triggers.all(list(data.captions))) if triggers else (lambda: list(data.captions))
     bs, alpha = min(batch_size, n), epsilon / 10
     sched = cosine_with_warmup(opt, 0, max_rounds * train_steps)
 
@@ -126,6 +139,11 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
     started = time.perf_counter()
     for _ in range(max_rounds):
         rounds += 1
+        captions = posted()
+        bound = captions
+        if triggers is not None:  # MEM: each image's noise meets its trigger on another sample's caption
+            other = rng.permutation(n)
+            bound = [triggers.caption(i, data.captions[other[i]]) for i in range(n)]
         for _ in range(train_steps):  # the outer min: the source model learns the protected data
             idx = rng.choice(n, bs, replace=False)
             update(model, opt, sched, _batch_loss(model, loss, protected(idx), [captions[i] for i in idx],
@@ -138,7 +156,7 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
                 targets, inverse = torch.unique(owner[rows], return_inverse=True)
             else:
                 targets, inverse = owner[rows], torch.arange(len(batch), device=dev)
-            clean, chunk, mask = images[rows].float() / 255, [captions[i] for i in batch], None
+            clean, chunk, mask = images[rows].float() / 255, [bound[i] for i in batch], None
             for step in range(attack_steps):
                 noise = delta[targets].clone().requires_grad_(True)
                 value = _batch_loss(model, loss, (clean + noise[inverse]).clamp(0, 1), chunk, labels[rows],
@@ -150,7 +168,13 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
                 direction = grad.sign() if mask is None else grad.sign() * mask
                 delta[targets] = (delta[targets] - alpha * direction).clamp(-epsilon, epsilon)
                 noise_grads += len(batch) * copies
+            if triggers is not None and trigger_search:
+                with torch.no_grad():
+                    features = model.encode_images((clean + delta[targets][inverse]).clamp(0, 1))
+                triggers.hotflip(model, batch, chunk, features, rng)
+                noise_grads += len(batch)
         model.train()
+        captions = posted()
         error = _training_error(model, loss, protected, captions, labels, bs)
         if error < stop_error:
             break
@@ -160,7 +184,9 @@ def error_minimising(data: ImageTextSet, epsilon: float, seed: int, *, loss: str
            "seconds": time.perf_counter() - started,
            "gradient_steps_per_image": (noise_grads + model_grads) / n, "device": str(dev),
            "against": "none" if against is None else against.spec()}
-    return delta.cpu(), owner.cpu().numpy().astype(np.int64), log
+    if triggers is not None:
+        log["trigger_examples"] = [triggers.text(i) for i in range(min(5, n))]
+    return delta.cpu(), owner.cpu().numpy().astype(np.int64), log, (posted() if triggers else None)
 
 
 def _salient_mask(grad: torch.Tensor, keep: float) -> torch.Tensor:
@@ -189,12 +215,42 @@ class ErrorMinimising(ProtectionMethod):
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         p = self.params
-        delta, index, log = error_minimising(
+        delta, index, log, _ = error_minimising(
             data, epsilon, seed, loss=p["loss"], mode=p["mode"], source=p["source"], train_steps=int(p["train_steps"]),
             attack_steps=int(p["attack_steps"]), max_rounds=int(p["max_rounds"]), stop_error=float(p["stop_error"]),
             keep=self.keep, against=training_defense(p["against"], int(p["copies"])))
         return Noise(to_levels(delta.permute(0, 2, 3, 1).numpy()), index, seconds=log["seconds"],
                      gradient_steps=int(round(log["gradient_steps_per_image"] * len(data))), log=log)
+
+
+class MultimodalErrorMinimising(ProtectionMethod):
+    """MEM (Liu et al. 2024): error-minimising noise bound to a caption trigger of ``tokens`` words per
+    sample, the trigger ``random`` (drawn and kept) or ``hotflip`` (searched); the victim trains on the
+    protected picture with its triggered caption. ``noise=false`` posts the same triggered captions with
+    clean pictures: the trigger-only control."""
+
+    name = "mem"
+    needs_photo = True
+    defaults = {"trigger": "random", "tokens": "3", "attack_steps": "10", "train_steps": "10",
+                "max_rounds": "40", "stop_error": "0.01", "noise": "true"}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.params["trigger"] not in ("random", "hotflip") or self.params["noise"] not in ("true", "false"):
+            raise ValueError(f"mem takes trigger=random|hotflip and noise=true|false, got {self.spec()!r}")
+
+    def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
+        p = self.params
+        if p["noise"] == "false":  # the same triggers, posted with the clean pictures
+            made, _ = method_noise(MultimodalErrorMinimising(**{**p, "noise": "true"}), data, epsilon, seed)
+            return Noise(np.zeros_like(made.levels[:1]), np.zeros(len(data), np.int64), captions=made.captions,
+                         log={"trigger_of": "mem with noise", **{k: v for k, v in made.log.items() if "trigger" in k}})
+        delta, index, log, posted = error_minimising(
+            data, epsilon, seed, loss="clip", mode="sample", train_steps=int(p["train_steps"]),
+            attack_steps=int(p["attack_steps"]), max_rounds=int(p["max_rounds"]), stop_error=float(p["stop_error"]),
+            trigger_tokens=int(p["tokens"]), trigger_search=p["trigger"] == "hotflip")
+        return Noise(to_levels(delta.permute(0, 2, 3, 1).numpy()), index, seconds=log["seconds"],
+                     gradient_steps=int(round(log["gradient_steps_per_image"] * len(data))), log=log, captions=posted)
 
 
 class SparseLocalMask(ErrorMinimising):

@@ -8,25 +8,32 @@ label. Noise is kept as signed integer levels (``round(delta * 255)``): for uint
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import torch
 
-from t2ue.data.sets import ImageTextSet
+from t2ue.data.sets import ImageTextSet, cache_dir, fingerprint
+from t2ue.io.files import savez
 
 
 @dataclass
 class Noise:
     """Integer noise levels (U, H, W, 3) and the pattern index (N,) of every image. Levels are int8 for
     additive noise within a budget, int16 for image-dependent changes (CUDA's convolutions); ``log``
-    holds what the method reports about making it (rounds, device, final error…)."""
+    holds what the method reports about making it (rounds, device, final error…); ``captions``, for a
+    method that also writes each photo's caption (MEM's triggers), what is posted with it."""
 
     levels: np.ndarray
     index: np.ndarray
     seconds: float = 0.0
     gradient_steps: int = 0
     log: dict = field(default_factory=dict)
+    captions: list[str] | None = None  # what the protector posts with each image, for methods that write it
 
     def apply(self, images: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
         """A protected copy of uint8 ``images`` (N, H, W, 3); only rows in ``which`` (default all) change."""
@@ -72,3 +79,30 @@ class ProtectionMethod:
 
     def noise(self, data: ImageTextSet, epsilon: float, seed: int) -> Noise:
         raise NotImplementedError
+
+
+def method_noise(method: ProtectionMethod, data: ImageTextSet, epsilon: float, seed: int,
+                 use_cache: bool = True) -> tuple[Noise, bool]:
+    """A method's noise for a set, from the cache when this exact noise was made before."""
+    key = hashlib.sha256(f"{method.fingerprint()}|{epsilon!r}|{seed}".encode()).hexdigest()[:16]
+    path = cache_dir() / "protection" / f"{fingerprint(data)}-{key}.npz"
+    if use_cache and method.cacheable and path.is_file():
+        with np.load(path) as saved:
+            log = json.loads(str(saved["log"])) if "log" in saved else {}
+            captions = json.loads(str(saved["captions"])) if "captions" in saved else None
+            return Noise(saved["levels"], saved["index"], float(saved["seconds"]), int(saved["gradient_steps"]),
+                         log, captions), True
+    noise = method.noise(data, epsilon, seed)
+    noise.log.setdefault("machine", machine(noise.log.get("device", "cpu")))
+    if use_cache and method.cacheable:
+        extra = {"captions": json.dumps(noise.captions)} if noise.captions is not None else {}
+        savez(path, levels=noise.levels, index=noise.index, seconds=noise.seconds,
+              gradient_steps=noise.gradient_steps, log=json.dumps(noise.log), **extra)
+    return noise, False
+
+
+def machine(device: str) -> str:
+    """The machine a method or victim ran on, in words."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA)"
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"

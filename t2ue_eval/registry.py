@@ -6,13 +6,13 @@ One explicit table: a new method is added here, not registered by importing its 
 
 from __future__ import annotations
 
-from t2ue_eval.baselines import ConvolutionalUnlearnable, ErrorMinimising, SparseLocalMask
+from t2ue_eval.baselines import ConvolutionalUnlearnable, ErrorMinimising, MultimodalErrorMinimising, SparseLocalMask
 from t2ue_eval.methods import NoProtection, T2UEClusterNoise, T2UENoise, TextCode, UniformNoise, UnlearnableClusters
 from t2ue_eval.protection import ProtectionMethod
 
 METHODS: dict[str, type[ProtectionMethod]] = {method.name: method for method in (
     NoProtection, UniformNoise, T2UENoise, TextCode, T2UEClusterNoise, UnlearnableClusters,
-    ErrorMinimising, SparseLocalMask, ConvolutionalUnlearnable,
+    ErrorMinimising, SparseLocalMask, MultimodalErrorMinimising, ConvolutionalUnlearnable,
 )}
 
 

@@ -25,11 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from t2ue.budget import parse_epsilon
-from t2ue.data.sets import ImageTextSet, cache_dir, fingerprint, load_dataset
-from t2ue.io.files import savez, write_text
+from t2ue.data.sets import ImageTextSet, fingerprint, load_dataset
+from t2ue.io.files import write_text
 from t2ue_eval.defenses import parse_defense
 from t2ue_eval.metrics import contrastive_loss_floor, headline
-from t2ue_eval.protection import Noise, ProtectionMethod
+from t2ue_eval.protection import ProtectionMethod, machine, method_noise
 from t2ue_eval.registry import parse_method
 from t2ue_eval.victims import VictimRecipe, build_victim, evaluate_victim, pick_device, train_victim
 from t2ue_eval.views import VIEWS, exploiter_view
@@ -103,24 +103,6 @@ def load_split(dataset: str, size: int, train_limit: int | None, test_limit: int
     return train, test
 
 
-def method_noise(method: ProtectionMethod, data: ImageTextSet, epsilon: float, seed: int,
-                 use_cache: bool = True) -> tuple[Noise, bool]:
-    """A method's noise for a set, from the cache when this exact noise was made before."""
-    key = hashlib.sha256(f"{method.fingerprint()}|{epsilon!r}|{seed}".encode()).hexdigest()[:16]
-    path = cache_dir() / "protection" / f"{fingerprint(data)}-{key}.npz"
-    if use_cache and method.cacheable and path.is_file():
-        with np.load(path) as saved:
-            log = json.loads(str(saved["log"])) if "log" in saved else {}
-            return Noise(saved["levels"], saved["index"], float(saved["seconds"]), int(saved["gradient_steps"]),
-                         log), True
-    noise = method.noise(data, epsilon, seed)
-    noise.log.setdefault("machine", _machine(noise.log.get("device", "cpu")))
-    if use_cache and method.cacheable:
-        savez(path, levels=noise.levels, index=noise.index, seconds=noise.seconds,
-              gradient_steps=noise.gradient_steps, log=json.dumps(noise.log))
-    return noise, False
-
-
 def protected_indices(n: int, fraction: float, seed: int) -> np.ndarray:
     """Which training images the owners protected: a seeded random ``fraction`` of them."""
     count = int(round(fraction * n))
@@ -149,6 +131,11 @@ def protect_split(data: ImageTextSet, method: ProtectionMethod, epsilon: float, 
     noise, cached = method_noise(method, data, epsilon, seed, use_cache)
     chosen = protected_indices(len(data), 0.0 if method.name == "none" else fraction, seed)
     images = noise.apply(data.images, chosen)
+    posted = None
+    if noise.captions is not None:  # the method writes captions too (MEM's triggers): the protected ones post them
+        posted = list(data.captions)
+        for i in chosen:
+            posted[i] = noise.captions[i]
     info = {
         "spec": method.spec(), "needs_photo": method.needs_photo, "cached": cached,
         "protected_images": int(len(chosen)), "distinct_patterns": int(len(noise.levels)),
@@ -157,8 +144,10 @@ def protect_split(data: ImageTextSet, method: ProtectionMethod, epsilon: float, 
         "gradient_steps_per_image": noise.gradient_steps / max(1, len(data)),
         "generation": noise.log,
         **image_quality(data.images[chosen], images[chosen]),
+        **({"posted_caption_examples": [posted[i] for i in chosen[:3]]} if posted is not None else {}),
     }
-    return data.with_images(images), info
+    protected = data.with_images(images)
+    return (protected if posted is None else protected.with_captions(posted)), info
 
 
 def _versions() -> dict:
@@ -172,12 +161,6 @@ def _versions() -> dict:
     except ImportError:
         pass
     return versions
-
-
-def _machine(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} (CUDA)"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU"
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> Path:
@@ -209,8 +192,10 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
     epsilon = 0.0 if config.method == "none" else parse_epsilon(config.epsilon)
     protected = exploiter_view(config.protector, train, config.dataset, config.size, "victim_train", config.train_limit)
     protected, protection = protect_split(protected, method, epsilon, config.seed, config.fraction, use_cache)
-    scraped = exploiter_view(config.exploiter, train.with_images(protected.images), config.dataset, config.size,
-                             "victim_train", config.train_limit)
+    scraped = train.with_images(protected.images)
+    if protected.captions != train.captions and config.protector == "same" and config.exploiter != "strip-trigger":
+        scraped = scraped.with_captions(protected.captions)  # the captions the protector posted (MEM's triggers)
+    scraped = exploiter_view(config.exploiter, scraped, config.dataset, config.size, "victim_train", config.train_limit)
     test = exploiter_view(config.exploiter, test, config.dataset, config.size, "test", config.test_limit)
     test_fingerprint = fingerprint(test)  # of the clean test split, so defended and undefended rows share a table
     defense = parse_defense(config.defense)
@@ -239,7 +224,7 @@ def run_one(config: RunConfig, out_dir: str | os.PathLike | None = None, *, skip
         **({"metrics_before_training": before} if before is not None else {}),
         "timings": {"total_seconds": round(time.time() - started, 1), "train_seconds": log["train_seconds"],
                     "eval_seconds": round(time.time() - eval_started, 1)},
-        "machine": _machine(log["device"]),
+        "machine": machine(log["device"]),
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

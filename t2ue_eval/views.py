@@ -38,13 +38,15 @@ REWORDED_FASHION_CLASSES = ("tee shirt", "pair of pants", "jumper", "gown", "jac
                             "trainer", "handbag", "short boot")
 REWORDED_FASHION_TEMPLATES = ("an online shop listing for one {}", "{} for sale, plain background",
                               "someone is selling this {}", "close-up of my {}", "item: {}")
-VIEWS = ("same", *COARSE_VIEWS, "reworded-captions", "title-captions")
+# "strip-trigger": an informed scraper who takes out whatever the protector added to its captions (MEM's
+# triggers) and trains on the descriptions alone
+VIEWS = ("same", *COARSE_VIEWS, "reworded-captions", "title-captions", "strip-trigger")
 
 
 def exploiter_view(name: str, data: ImageTextSet, dataset: str, size: int, part: str, limit: int | None,
                    ) -> ImageTextSet:
     """``data`` (its pixels kept: they may be protected) with the exploiter's labels and captions."""
-    if name == "same":
+    if name in ("same", "strip-trigger"):  # the runner leaves the posted captions out for strip-trigger
         return data
     if name in COARSE_VIEWS:
         if data.name != "fashion-mnist":

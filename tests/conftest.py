@@ -9,6 +9,7 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from PIL import Image
 
 from t2ue.data.sets import ImageTextSet
 from t2ue.models.open_clip_folder import resolve_text_tower
@@ -204,3 +205,21 @@ def described_photo():
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    """Four scikit-image colour photos at 48 px, uint8 (N, 48, 48, 3)."""
+    from skimage import data as skdata
+
+    names = ("astronaut", "coffee", "chelsea", "rocket")
+    return np.stack([np.asarray(Image.fromarray(getattr(skdata, n)()).convert("RGB").resize((48, 48))) for n in names])
+
+
+def pillow_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """``image`` through Pillow's real JPEG codec at ``quality``, as float64."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB")).astype(np.float64)

@@ -82,6 +82,12 @@ class ImageTextSet:
         return ImageTextSet(images, list(self.captions), self.labels, self.class_names, self.name, dict(self.meta),
                             self.caption_sets)
 
+    def with_captions(self, captions: list[str]) -> ImageTextSet:
+        """The same set with other captions (each image's first; further ones of a Karpathy set dropped)."""
+        if len(captions) != len(self):
+            raise ValueError(f"{len(captions)} captions for {len(self)} images")
+        return ImageTextSet(self.images, list(captions), self.labels, self.class_names, self.name, dict(self.meta))
+
     def materialize(self, size: int) -> ImageTextSet:
         """All images decoded into one uint8 array (N, size, size, 3). Files that cannot be read are
         left out with a warning that names each of them (listed in ``meta["skipped"]``)."""

@@ -18,7 +18,7 @@ def garments():
 
 
 def test_class_wise_em_makes_its_source_model_right_only_on_protected_images(garments):
-    delta, owner, log = error_minimising(garments, 8 / 255, 0, loss="ce", mode="class", train_steps=5,
+    delta, owner, log, _ = error_minimising(garments, 8 / 255, 0, loss="ce", mode="class", train_steps=5,
                                          attack_steps=5, max_rounds=3, batch_size=32)
     assert delta.shape == (10, 3, 32, 32) and delta.abs().max() <= 8 / 255 + 1e-6
     assert np.array_equal(owner, garments.labels)
@@ -27,7 +27,7 @@ def test_class_wise_em_makes_its_source_model_right_only_on_protected_images(gar
 
 
 def test_sample_wise_em_with_the_contrastive_loss(tiny_pairs):
-    delta, owner, log = error_minimising(tiny_pairs, 8 / 255, 0, loss="clip", mode="sample", train_steps=2,
+    delta, owner, log, _ = error_minimising(tiny_pairs, 8 / 255, 0, loss="clip", mode="sample", train_steps=2,
                                          attack_steps=2, max_rounds=1, batch_size=8)
     assert delta.shape == (16, 3, 32, 32) and np.array_equal(owner, np.arange(16))
     assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.abs().sum() > 0
@@ -39,7 +39,7 @@ def test_adaptive_em_runs_both_minimisations_under_the_defense(garments):
     """against=ueraser: the source model and the noise both take the worst of two UEraser copies (twice
     the gradient evaluations of plain EM), the budget holds, and plain EM keeps its committed spec."""
     kwargs = dict(loss="ce", mode="class", train_steps=2, attack_steps=2, max_rounds=1, stop_error=0)
-    plain_delta, _, plain = error_minimising(garments, 8 / 255, 0, **kwargs)
+    plain_delta, _, plain, _ = error_minimising(garments, 8 / 255, 0, **kwargs)
     method = parse_method("em:against=ueraser,loss=ce,mode=class,train_steps=2,attack_steps=2,max_rounds=1,stop_error=0")
     noise = method.noise(garments, 8 / 255, 0)
     assert noise.log["against"] == "ueraser:copies=2" and plain["against"] == "none"
@@ -76,3 +76,27 @@ def test_cuda_convolves_each_class_with_its_private_filters(garments):
     assert np.array_equal(protected.images[:1], expected)
     assert np.array_equal(garments.images[0], load_dataset("fashion-mnist", 32, part="victim_train",
                                                              limit=64).materialize(32).images[0])
+
+
+def test_mem_binds_noise_to_caption_triggers_and_posts_them(tiny_pairs, tmp_path, monkeypatch):
+    """MEM: every protected image's caption starts with its trigger words (whole words of the victim's
+    vocabulary, one token each), the noise is within budget, the trigger-only control posts the very same
+    captions with clean pictures, and HotFlip search changes the triggers."""
+    from t2ue_eval.victims import ScratchCLIP
+
+    monkeypatch.setenv("T2UE_CACHE", str(tmp_path))
+    settings = "tokens=2,attack_steps=2,train_steps=2,max_rounds=2"
+    mem = parse_method(f"mem:{settings}")
+    noise = mem.noise(tiny_pairs, 8 / 255, 0)
+    assert np.abs(noise.levels).max() <= 8 and len(noise.captions) == len(tiny_pairs)
+    tokenizer = ScratchCLIP("victim-vit-tiny").tokenizer
+    for posted, caption in zip(noise.captions, tiny_pairs.captions):
+        trigger = posted.removesuffix(" " + caption)
+        assert trigger != posted and len(trigger.split()) == 2
+        assert len(tokenizer.encode(trigger)) == 2  # one token per word
+    control = parse_method(f"mem:{settings},noise=false").noise(tiny_pairs, 8 / 255, 0)
+    assert control.captions == noise.captions and not np.abs(control.levels).any()
+    searched = parse_method(f"mem:{settings},trigger=hotflip").noise(tiny_pairs, 8 / 255, 0)
+    assert searched.captions != noise.captions
+    protected, info = protect_split(tiny_pairs, mem, 8 / 255, 0, 1.0)
+    assert protected.captions == noise.captions and info["posted_caption_examples"] == noise.captions[:3]

@@ -1,14 +1,12 @@
 """Defenses and the differentiable transformations behind them and behind robust generator training."""
 
-import io
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from skimage import data as skdata
+from conftest import pillow_jpeg
 
 from t2ue.training import transforms as T
 from t2ue.training.trainer import TrainConfig, train_generator
@@ -16,18 +14,6 @@ from t2ue_eval.defenses import DEFENSES, parse_defense
 from t2ue_eval.report import load_results, tables, write_report
 from t2ue_eval.runner import EvalPlan, RunConfig, run_one
 from t2ue_eval.victims import Classifier, VictimRecipe, classifier_losses
-
-
-@pytest.fixture(scope="module")
-def photos() -> np.ndarray:
-    names = ("astronaut", "coffee", "chelsea", "rocket")
-    return np.stack([np.asarray(Image.fromarray(getattr(skdata, n)()).convert("RGB").resize((48, 48))) for n in names])
-
-
-def _pillow_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert("RGB")).astype(np.float64)
 
 
 def test_defense_specs_and_chains():
@@ -47,7 +33,7 @@ def test_purification_is_real_and_leaves_the_input(photos):
     original = photos.copy()
     jpeg = parse_defense("jpeg:quality=50").purify_images(photos, seed=0)
     assert np.array_equal(photos, original)
-    assert np.array_equal(jpeg, np.stack([_pillow_jpeg(p, 50) for p in photos]).astype(np.uint8))
+    assert np.array_equal(jpeg, np.stack([pillow_jpeg(p, 50) for p in photos]).astype(np.uint8))
     chain = parse_defense("grayscale+jpeg:quality=50")
     train, test = chain.purify_images(photos, 0), chain.purify_images(photos, 0, test=True)
     assert train.dtype == np.uint8 and not np.array_equal(train, test)  # JPEG is for scraped training data only

@@ -3,17 +3,6 @@ import pytest
 
 from t2ue_eval.metrics import confusion, contrastive_loss_floor, grouped_accuracy, retrieval_metrics
 
-SVG = """<?xml version="1.0"?>
-<svg xmlns="http://www.w3.org/2000/svg" xmlns:cc="http://web.resource.org/cc/"
-     xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
- <metadata><rdf:RDF><cc:Work rdf:about="">
-  <dc:title>Red  bicycle</dc:title><dc:description>A red bicycle leaning on a wall</dc:description>
-  <dc:subject><rdf:Bag><rdf:li>bike</rdf:li><rdf:li>red</rdf:li></rdf:Bag></dc:subject>
-  <dc:publisher><cc:Agent><dc:title>Someone</dc:title></cc:Agent></dc:publisher>
- </cc:Work></rdf:RDF></metadata></svg>"""
-
-
-
 
 def test_retrieval_by_hand_with_several_captions_and_ties():
     images = np.array([[1.0, 0.0], [0.0, 1.0], [0.7071, 0.7071]])

@@ -1,28 +1,14 @@
 """Defenses and the differentiable transformations behind them and behind robust generator training."""
 
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from skimage import data as skdata
+from conftest import pillow_jpeg
 
 from t2ue.training import transforms as T
 from t2ue.training.trainer import TrainConfig, train_generator
-
-
-@pytest.fixture(scope="module")
-def photos() -> np.ndarray:
-    names = ("astronaut", "coffee", "chelsea", "rocket")
-    return np.stack([np.asarray(Image.fromarray(getattr(skdata, n)()).convert("RGB").resize((48, 48))) for n in names])
-
-
-def _pillow_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert("RGB")).astype(np.float64)
 
 
 @pytest.mark.parametrize("quality", [10, 50, 90])
@@ -32,7 +18,7 @@ def test_differentiable_jpeg_tracks_the_real_codec(photos, quality):
     approx.sum().backward()
     assert x.grad.abs().sum() > 0  # gradients reach the pixels
     ours = approx.detach().permute(0, 2, 3, 1).numpy() * 255
-    real = np.stack([_pillow_jpeg(p, quality) for p in photos])
+    real = np.stack([pillow_jpeg(p, quality) for p in photos])
     codec_change = np.abs(real - photos).mean()
     assert np.abs(ours - real).mean() < 0.35 * codec_change, (np.abs(ours - real).mean(), codec_change)
 
@@ -96,7 +82,7 @@ def test_luma_noise_keeps_more_of_itself_through_real_jpeg(photos):
         for image, delta in zip(photos, noise):
             base = image.astype(np.float64).clip(8, 247)
             protected = (base + delta).astype(np.uint8)
-            residual = _pillow_jpeg(protected, 75) - _pillow_jpeg(base.astype(np.uint8), 75)
+            residual = pillow_jpeg(protected, 75) - pillow_jpeg(base.astype(np.uint8), 75)
             kept[name].append((residual * delta).sum() / (delta * delta).sum())
     assert np.mean(kept["luma"]) > np.mean(kept["rgb"]) + 0.05, kept
 
