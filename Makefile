@@ -54,7 +54,8 @@ PLANS ?= openclipart openclipart-fraction openclipart-epsilon fashion-mnist labe
   label-agnostic-fashion-followups label-agnostic-fashion-oracle label-agnostic-fashion-oracle-seeds label-agnostic-fashion-hierarchy label-agnostic-fashion-hierarchy-seeds label-agnostic-fashion-separate label-agnostic-fashion-separate-views label-agnostic-fashion-separate-seeds label-agnostic-fashion-clip label-agnostic-fashion-clip-seeds label-agnostic-fashion-clip-coarse label-agnostic-fashion-clip-coarse-followups label-agnostic-fashion-clip-coarse-seeds label-agnostic-fashion-granularity label-agnostic-fashion-granularity-control label-agnostic-fashion-granularity-seeds defenses-openclipart defenses-fashion-mnist defenses-fashion-mnist-64 \
   defenses-fashion-mnist-64-seed1 defenses-fashion-mnist-clip defenses-fashion-mnist-clip-seeds defenses-fashion-mnist-clip-epsilon defenses-fashion-mnist-clip-epsilon-seeds \
   openclipart-text-code openclipart-converged openclipart-converged-epsilon fashion-mnist-clip-converged openclipart-converged-main \
-  openclipart-finetune openclipart-finetune-seeds openclipart-finetune-transfer openclipart-finetune-default-recipe
+  openclipart-finetune openclipart-finetune-seeds openclipart-finetune-transfer openclipart-finetune-default-recipe \
+  openclipart-ceiling openclipart-ceiling-defended
 report: setup data
 	for plan in $(PLANS); do $(BIN)/t2ue evaluate --config eval/configs/$$plan.json -o eval/results/runs || exit 1; done
 	$(BIN)/t2ue report eval/results/runs -o eval/results/report
